@@ -1,0 +1,34 @@
+# Two commands on a fresh machine (Python 3.11, no GPU):
+#   make quickstart   # install, then `smoledge build build/quickstart.yaml`
+#   make test         # install, then the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+RECIPE ?= build/quickstart.yaml
+# Re-install only when the dependency spec changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+
+.PHONY: install quickstart test test-fast clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet -c requirements.lock torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+quickstart: install
+	$(BIN)/smoledge build $(RECIPE)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+clean-runs:
+	rm -rf runs

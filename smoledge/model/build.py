@@ -1,0 +1,67 @@
+"""Build a transformers SmolLM3 from a ModelConfig.
+
+    from smoledge.model.build import hf_config, init_model
+    model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=4096), seed=0)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from smoledge.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from transformers import SmolLM3Config, SmolLM3ForCausalLM
+
+# Special token ids fixed by smoledge's tokenizer (see smoledge.data.bpe).
+EOS_ID = 0
+BOS_ID = 0
+PAD_ID = 0
+
+
+def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int = BOS_ID, eos_id: int = EOS_ID,
+              pad_id: int = PAD_ID) -> "SmolLM3Config":
+    """SmolLM3Config for this shape: GQA, NoPE every `no_rope_interval` layers, tied embeddings."""
+    from transformers import SmolLM3Config
+
+    layers, hidden, mlp, heads, kv = cfg.dims()
+    interval = cfg.no_rope_interval
+    # transformers: no_rope_layers[i] == 1 means layer i *uses* RoPE.
+    use_rope = [int(interval == 0 or (i + 1) % interval != 0) for i in range(layers)]
+    return SmolLM3Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rope_theta=cfg.rope_theta,
+        rms_norm_eps=cfg.rms_norm_eps,
+        initializer_range=cfg.init_std,
+        no_rope_layers=use_rope,
+        no_rope_layer_interval=interval if interval else layers + 1,
+        tie_word_embeddings=True,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+
+
+def init_model(config: "SmolLM3Config", seed: int) -> "SmolLM3ForCausalLM":
+    """A freshly initialised model, deterministic for a given seed."""
+    import torch
+    from transformers import SmolLM3ForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmolLM3ForCausalLM(config)
+    return model
+
+
+def num_params(model) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,76 @@
+"""Model shape config: a SmolLM3 (GQA, NoPE every 4th layer, tied embeddings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from smoledge.config import Section
+
+# name -> (layers, hidden, mlp, heads, kv_heads)
+PRESETS: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (2, 64, 192, 4, 2),
+    "small": (4, 128, 384, 4, 2),
+    "smollm2-135m": (30, 576, 1536, 9, 3),
+    "smollm2-360m": (32, 960, 2560, 15, 5),
+}
+
+
+@dataclass
+class ModelConfig(Section):
+    preset: Literal["tiny", "small", "smollm2-135m", "smollm2-360m", "custom"] = "tiny"
+    """Named shape; `custom` takes the explicit dimensions below. Explicit dimensions
+    also override a named preset's values when given."""
+    num_layers: int | None = None
+    """Transformer blocks."""
+    hidden_size: int | None = None
+    """Residual width."""
+    intermediate_size: int | None = None
+    """SwiGLU hidden width."""
+    num_heads: int | None = None
+    """Query heads."""
+    num_kv_heads: int | None = None
+    """Key/value heads (GQA); must divide num_heads."""
+    max_position_embeddings: int = 2048
+    """Trained context length written to the config (RoPE is relative, this is a limit)."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency."""
+    no_rope_interval: int = 4
+    """Every Nth layer uses no positional encoding (NoPE). llama.cpp fixes this at 4;
+    0 disables NoPE."""
+    rms_norm_eps: float = 1e-6
+    """RMSNorm epsilon."""
+    init_std: float = 0.02
+    """Std of the normal weight init."""
+
+    def __post_init__(self) -> None:
+        if self.preset == "custom":
+            missing = [
+                k
+                for k in ("num_layers", "hidden_size", "intermediate_size", "num_heads", "num_kv_heads")
+                if getattr(self, k) is None
+            ]
+            if missing:
+                self.fail("preset", f"'custom' needs explicit {', '.join(missing)} (or pick a preset: "
+                          f"{', '.join(PRESETS)})")
+        dims = self.dims()
+        layers, hidden, mlp, heads, kv = dims
+        for name, v in zip(("num_layers", "hidden_size", "intermediate_size", "num_heads", "num_kv_heads"), dims):
+            if v <= 0:
+                self.fail(name, f"must be > 0, got {v}")
+        if hidden % heads:
+            self.fail("num_heads", f"hidden_size {hidden} is not divisible by num_heads {heads}")
+        if heads % kv:
+            self.fail("num_kv_heads", f"num_heads {heads} is not divisible by num_kv_heads {kv}")
+        if (hidden // heads) % 2:
+            self.fail("num_heads", f"head dim {hidden // heads} must be even for RoPE")
+        if self.no_rope_interval < 0:
+            self.fail("no_rope_interval", f"must be >= 0, got {self.no_rope_interval}")
+        if self.max_position_embeddings < 16:
+            self.fail("max_position_embeddings", f"must be >= 16, got {self.max_position_embeddings}")
+
+    def dims(self) -> tuple[int, int, int, int, int]:
+        """(num_layers, hidden_size, intermediate_size, num_heads, num_kv_heads)."""
+        base = PRESETS.get(self.preset, (0, 0, 0, 0, 0))
+        explicit = (self.num_layers, self.hidden_size, self.intermediate_size, self.num_heads, self.num_kv_heads)
+        return tuple(e if e is not None else b for e, b in zip(explicit, base))  # type: ignore[return-value]

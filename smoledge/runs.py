@@ -1,0 +1,283 @@
+"""Run directories, stage records and the incremental build.
+
+Layout: runs/<recipe name>/<stage dir>/ holds a stage's files plus
+`stage.json`, its record (resolved config, input fingerprints, outputs with
+sha256, metrics, wall time, library versions). A stage is complete only
+when its record exists, matches the current fingerprint and every listed
+output still has its recorded checksum.
+
+A stage's fingerprint covers its recipe sections, its external inputs and
+the fingerprints of the stages it reads from, so a change anywhere upstream
+re-runs that stage and everything after it. A killed stage leaves
+`inprogress.json` with its fingerprint; the next build with the same
+fingerprint resumes in place (training picks up its last checkpoint),
+otherwise the directory is cleared first.
+
+    from smoledge.recipe import load_recipe
+    from smoledge.runs import build
+    build(load_recipe("build/quickstart.yaml"), until="pretrain")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from smoledge.io import atomic_write_json, sha256_file
+from smoledge.progress import Progress
+
+RECORD = "stage.json"
+INPROGRESS = "inprogress.json"
+# Bumped when a change to smoledge makes old stage outputs invalid.
+FORMAT_VERSION = 1
+
+LIBRARIES = (
+    "smoledge", "torch", "transformers", "tokenizers", "datasketch", "py3langid", "gguf",
+    "llama_cpp_python", "onnx", "onnxruntime", "optimum-onnx", "pyarrow", "numpy", "fastapi",
+)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    """Stage (and CLI subcommand) name."""
+    module: str
+    """Module defining `run(ctx) -> StageResult` (and optionally `external_inputs(recipe)`)."""
+    deps: tuple[str, ...]
+    """Stages whose outputs this one reads."""
+    sections: tuple[str, ...]
+    """Recipe sections this stage's behaviour depends on."""
+    dirname: str = ""
+    """Directory under runs/<name>/ (defaults to the stage name)."""
+
+    @property
+    def dir(self) -> str:
+        return self.dirname or self.name
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("curate", "smoledge.data.curate", (), ("seed", "data", "curate")),
+    StageSpec("train-tokenizer", "smoledge.data.tokenize", ("curate",), ("tokenizer", "data"), "tokenizer"),
+    StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain")),
+    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain"), ("student", "distill")),
+    StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
+    StageSpec("evaluate", "smoledge.evaluate.stage", ("train-tokenizer", "export"), ("evaluate",)),
+    StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def spec(name: str) -> StageSpec:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown stage '{name}'; stages: {', '.join(STAGE_NAMES)}")
+
+
+@dataclass
+class StageResult:
+    """What a stage's `run` returns."""
+
+    outputs: list[Path]
+    """Files the stage produced (inside its directory); checksummed into the record."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Numbers worth keeping (loss, counts, parity diffs...)."""
+    summary: str = ""
+    """The key metric, one short phrase, for the build summary table."""
+    artifact: Path | None = None
+    """The stage's main artifact, shown in the summary table."""
+
+
+@dataclass
+class StageContext:
+    """What a stage's `run` receives."""
+
+    recipe: Any
+    """The validated Recipe."""
+    run_dir: Path
+    """runs/<recipe name>/"""
+    dir: Path
+    """This stage's directory (exists, may hold a previous attempt's files for resume)."""
+    progress: Progress
+    """Status line for this stage."""
+
+    def stage_dir(self, name: str) -> Path:
+        """Directory of an upstream stage."""
+        return self.run_dir / spec(name).dir
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # "ran" | "skipped"
+    seconds: float
+    record: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def read_record(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / RECORD
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def outputs_intact(stage_dir: Path, record: dict[str, Any]) -> bool:
+    for rel, meta in record.get("outputs", {}).items():
+        p = stage_dir / rel
+        if not p.is_file() or p.stat().st_size != meta["bytes"] or sha256_file(p) != meta["sha256"]:
+            return False
+    return True
+
+
+def stage_fingerprint(recipe: Any, s: StageSpec, upstream: dict[str, str], external: dict[str, Any]) -> str:
+    payload = {
+        "format": FORMAT_VERSION,
+        "stage": s.name,
+        "config": json.loads(json.dumps({k: _plain(getattr(recipe, k)) for k in s.sections}, default=str)),
+        "upstream": upstream,
+        "external": external,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    return v.to_dict() if hasattr(v, "to_dict") else v
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another smoledge build is using {run_dir}; wait for it or use a different recipe name"
+            ) from None
+        yield
+
+
+def _prepare_dir(stage_dir: Path, fingerprint: str) -> bool:
+    """Make the stage dir ready; True when resuming an interrupted attempt."""
+    marker = stage_dir / INPROGRESS
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+                return True
+        except (json.JSONDecodeError, OSError):
+            pass
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True)
+    atomic_write_json(marker, {"fingerprint": fingerprint, "started": _now()})
+    return False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def build(
+    recipe: Any,
+    runs_root: str | Path = "runs",
+    until: str | None = None,
+    force: tuple[str, ...] = (),
+    out: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> list[StageOutcome]:
+    """Run every stage (or those up to `until`), skipping the ones that are up to date."""
+    stages = list(STAGES)
+    if until is not None:
+        stages = stages[: STAGE_NAMES.index(spec(until).name) + 1]
+    run_dir = Path(runs_root) / recipe.name
+    outcomes: list[StageOutcome] = []
+    fingerprints: dict[str, str] = {}
+    with _run_lock(run_dir):
+        for i, s in enumerate(stages, 1):
+            module = importlib.import_module(s.module)
+            external = module.external_inputs(recipe) if hasattr(module, "external_inputs") else {}
+            fp = stage_fingerprint(recipe, s, {d: fingerprints[d] for d in s.deps}, external)
+            stage_dir = run_dir / s.dir
+            record = read_record(stage_dir)
+            label = f"[{i}/{len(stages)}] {s.name}"
+            if (
+                s.name not in force
+                and record is not None
+                and record.get("fingerprint") == fp
+                and outputs_intact(stage_dir, record)
+            ):
+                fingerprints[s.name] = fp
+                outcomes.append(StageOutcome(s.name, "skipped", 0.0, record))
+                out(f"{label}: up to date, skipped")
+                continue
+            resuming = _prepare_dir(stage_dir, fp)
+            out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
+            progress = Progress(label)
+            t0 = time.time()
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress)
+            result: StageResult = module.run(ctx)
+            progress.close()
+            seconds = time.time() - t0
+            outputs = {}
+            for p in result.outputs:
+                p = Path(p)
+                rel = p.relative_to(stage_dir).as_posix() if p.is_absolute() else p.as_posix()
+                full = stage_dir / rel
+                outputs[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
+            record = {
+                "stage": s.name,
+                "fingerprint": fp,
+                "config": {k: _plain(getattr(recipe, k)) for k in s.sections},
+                "inputs": {"upstream": {d: fingerprints[d] for d in s.deps}, "external": external},
+                "outputs": outputs,
+                "metrics": result.metrics,
+                "summary": result.summary,
+                "artifact": str(result.artifact) if result.artifact else None,
+                "wall_time_s": round(seconds, 3),
+                "resumed": resuming,
+                "finished": _now(),
+                "versions": library_versions(),
+            }
+            atomic_write_json(stage_dir / RECORD, record)
+            (stage_dir / INPROGRESS).unlink(missing_ok=True)
+            fingerprints[s.name] = fp
+            outcomes.append(StageOutcome(s.name, "ran", seconds, record))
+            out(f"{label}: done in {seconds:.1f}s  {result.summary}")
+    return outcomes
+
+
+def summary_table(outcomes: list[StageOutcome]) -> str:
+    """Stage, status, time, key metric, artifact path, as a plain-text table."""
+    rows = [("stage", "status", "time", "key metric", "artifact")]
+    for o in outcomes:
+        secs = o.seconds if o.status == "ran" else o.record.get("wall_time_s", 0.0)
+        status = o.status if o.status == "ran" else "cached"
+        rows.append((o.name, status, f"{secs:.1f}s", o.record.get("summary", ""), o.record.get("artifact") or ""))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
