@@ -73,7 +73,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain")),
     StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain"), ("student", "distill")),
     StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
-    StageSpec("evaluate", "smoledge.evaluate.stage", ("train-tokenizer", "export"), ("evaluate",)),
+    StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"), ("evaluate",)),
     StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
