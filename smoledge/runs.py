@@ -113,9 +113,15 @@ class StageContext:
     progress: Progress
     """Status line for this stage."""
 
+    stages: tuple[StageSpec, ...] = STAGES
+    """The pipeline this stage belongs to."""
+
     def stage_dir(self, name: str) -> Path:
         """Directory of an upstream stage."""
-        return self.run_dir / spec(name).dir
+        for s in self.stages:
+            if s.name == name:
+                return self.run_dir / s.dir
+        raise KeyError(f"unknown stage '{name}'")
 
 
 @dataclass
@@ -208,11 +214,14 @@ def build(
     until: str | None = None,
     force: tuple[str, ...] = (),
     out: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    stages: tuple[StageSpec, ...] = STAGES,
 ) -> list[StageOutcome]:
     """Run every stage (or those up to `until`), skipping the ones that are up to date."""
-    stages = list(STAGES)
+    names = [s.name for s in stages]
     if until is not None:
-        stages = stages[: STAGE_NAMES.index(spec(until).name) + 1]
+        if until not in names:
+            raise KeyError(f"unknown stage '{until}'; stages: {', '.join(names)}")
+        stages = stages[: names.index(until) + 1]
     run_dir = Path(runs_root) / recipe.name
     outcomes: list[StageOutcome] = []
     fingerprints: dict[str, str] = {}
@@ -238,7 +247,7 @@ def build(
             out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
             progress = Progress(label)
             t0 = time.time()
-            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress)
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages)
             result: StageResult = module.run(ctx)
             progress.close()
             seconds = time.time() - t0

@@ -1,0 +1,108 @@
+"""The incremental build: records, skipping, upstream invalidation, resume, locking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import toy_stages
+
+from smoledge.recipe import Recipe
+from smoledge.runs import RECORD, _run_lock, build, summary_table
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    toy_stages.CALLS.clear()
+    toy_stages.CRASH_IN["stage"] = None
+
+
+def _build(recipe, root):
+    return build(recipe, runs_root=root, stages=toy_stages.STAGES, out=lambda s: None)
+
+
+def test_record_then_skip(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy", description="hello")
+    outcomes = _build(recipe, tmp_path)
+    assert [o.status for o in outcomes] == ["ran", "ran"]
+    record = json.loads((tmp_path / "toy" / "second-dir" / RECORD).read_text())
+    assert record["outputs"]["b.txt"]["sha256"]
+    assert record["config"] == {"description": "hello"}
+    assert "torch" in record["versions"] and record["wall_time_s"] >= 0
+    assert (tmp_path / "toy" / "second-dir" / "b.txt").read_text() == "seed=1234\nhello\n"
+
+    toy_stages.CALLS.clear()
+    outcomes = _build(recipe, tmp_path)
+    assert [o.status for o in outcomes] == ["skipped", "skipped"]
+    assert toy_stages.CALLS == []
+    table = summary_table(outcomes)
+    assert "cached" in table and "wrote b" in table
+
+
+def test_upstream_change_reruns_downstream(tmp_path: Path) -> None:
+    _build(Recipe(name="toy", description="x"), tmp_path)
+    toy_stages.CALLS.clear()
+    _build(Recipe(name="toy", description="x", seed=7), tmp_path)
+    assert toy_stages.CALLS == ["first", "second"]
+    assert (tmp_path / "toy" / "second-dir" / "b.txt").read_text() == "seed=7\nx\n"
+
+
+def test_downstream_only_change(tmp_path: Path) -> None:
+    _build(Recipe(name="toy", description="x"), tmp_path)
+    toy_stages.CALLS.clear()
+    _build(Recipe(name="toy", description="y"), tmp_path)
+    assert toy_stages.CALLS == ["second"]
+
+
+def test_tampered_output_reruns_that_stage(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy")
+    _build(recipe, tmp_path)
+    (tmp_path / "toy" / "second-dir" / "b.txt").write_text("tampered")
+    toy_stages.CALLS.clear()
+    _build(recipe, tmp_path)
+    assert toy_stages.CALLS == ["second"]
+    assert (tmp_path / "toy" / "second-dir" / "b.txt").read_text() != "tampered"
+
+
+def test_interrupted_stage_resumes_in_place(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy")
+    toy_stages.CRASH_IN["stage"] = "second"
+    with pytest.raises(RuntimeError, match="planted crash"):
+        _build(recipe, tmp_path)
+    stage_dir = tmp_path / "toy" / "second-dir"
+    assert not (stage_dir / RECORD).exists(), "a crashed stage must not look complete"
+    assert (stage_dir / "inprogress.json").exists()
+    toy_stages.CRASH_IN["stage"] = None
+    outcomes = _build(recipe, tmp_path)
+    assert [o.status for o in outcomes] == ["skipped", "ran"]
+    assert outcomes[1].record["resumed"] is True
+    assert outcomes[1].record["metrics"]["resumed_from"] == "half\n"
+    assert not (stage_dir / "inprogress.json").exists()
+
+
+def test_interrupted_stage_with_new_config_starts_clean(tmp_path: Path) -> None:
+    toy_stages.CRASH_IN["stage"] = "second"
+    with pytest.raises(RuntimeError):
+        _build(Recipe(name="toy", description="a"), tmp_path)
+    toy_stages.CRASH_IN["stage"] = None
+    outcomes = _build(Recipe(name="toy", description="b"), tmp_path)
+    assert outcomes[1].record["resumed"] is False
+    assert outcomes[1].record["metrics"]["resumed_from"] == ""
+
+
+def test_force_and_until(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy")
+    outcomes = build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, until="first", out=lambda s: None)
+    assert [o.name for o in outcomes] == ["first"]
+    toy_stages.CALLS.clear()
+    build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, force=("first",), out=lambda s: None)
+    assert toy_stages.CALLS == ["first", "second"]
+    with pytest.raises(KeyError, match="unknown stage 'third'"):
+        build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, until="third", out=lambda s: None)
+
+
+def test_concurrent_build_refused(tmp_path: Path) -> None:
+    with _run_lock(tmp_path / "toy"):
+        with pytest.raises(RuntimeError, match="another smoledge build is using"):
+            _build(Recipe(name="toy"), tmp_path)
