@@ -5,6 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 RECIPE ?= build/quickstart.yaml
+# llama.cpp is compiled from source: build for a portable x86-64/AVX2 (or
+# generic ARM) target, not -march=native. A native build on a VM whose CPU
+# advertises AMX but cannot run it dies with SIGILL on Q8_0 models.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # Re-install only when the dependency spec changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 
