@@ -86,6 +86,18 @@ class CurateConfig(Section):
     """Drop documents where the most frequent word 2-gram covers this fraction of characters."""
     min_alpha_word_fraction: float = 0.8
     """Drop documents where fewer words than this contain a letter (Gopher quality)."""
+    min_mean_word_length: float = 3.0
+    """Drop documents whose mean word length (characters) is below this (Gopher quality)."""
+    max_mean_word_length: float = 10.0
+    """Drop documents whose mean word length (characters) is above this (Gopher quality)."""
+    max_symbol_word_ratio: float = 0.1
+    """Drop documents with more '#' and ellipses per word than this (Gopher quality)."""
+    max_bullet_line_fraction: float = 0.9
+    """Drop documents where more lines than this start with a bullet (Gopher quality)."""
+    max_ellipsis_line_fraction: float = 0.3
+    """Drop documents where more lines than this end with an ellipsis (Gopher quality)."""
+    min_stop_words: int = 2
+    """Drop documents with fewer stop words of their language ('the', 'de', 'und'...) (Gopher quality)."""
     remove_boilerplate_lines: bool = True
     """Drop navigation/cookie/footer lines before the document filters (C4 line rules)."""
     scrub_pii: bool = True
@@ -110,6 +122,22 @@ class CurateConfig(Section):
             self.fail("min_language_score", f"must be in [0, 1], got {self.min_language_score}")
         if self.min_words < 0 or self.max_words <= self.min_words:
             self.fail("max_words", f"need 0 <= min_words < max_words, got {self.min_words}, {self.max_words}")
+        for key in ("max_duplicate_line_fraction", "max_top_ngram_fraction", "min_alpha_word_fraction",
+                    "max_bullet_line_fraction", "max_ellipsis_line_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                self.fail(key, f"must be a fraction in [0, 1], got {getattr(self, key)}")
+        if not 0.0 <= self.min_mean_word_length < self.max_mean_word_length:
+            self.fail(
+                "max_mean_word_length",
+                f"need 0 <= min_mean_word_length < max_mean_word_length, got "
+                f"{self.min_mean_word_length}, {self.max_mean_word_length}",
+            )
+        if self.max_symbol_word_ratio < 0:
+            self.fail("max_symbol_word_ratio", f"must be >= 0, got {self.max_symbol_word_ratio}")
+        if self.min_stop_words < 0:
+            self.fail("min_stop_words", f"must be >= 0, got {self.min_stop_words}")
+        if self.minhash_bands < 1 or self.minhash_rows < 1:
+            self.fail("minhash_bands", f"bands and rows must be >= 1, got {self.minhash_bands}, {self.minhash_rows}")
         if self.minhash_bands * self.minhash_rows != self.minhash_num_perm:
             self.fail(
                 "minhash_num_perm",
