@@ -1,0 +1,361 @@
+"""Write a smoledge HF model directory (SmolLM3 + byte-level BPE) as a GGUF file.
+
+smoledge's own writer over the `gguf` package: llama.cpp's converter rejects
+smoledge's tokenizer, and owning the mapping lets us refuse, with a reason,
+anything llama.cpp would run differently from PyTorch.
+
+    from smoledge.export.gguf import write_gguf
+    write_gguf("runs/quickstart/export/hf", "model-q8_0.gguf", "q8_0")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoledge.errors import SmoledgeError
+from smoledge.export import gguf_constants as C
+from smoledge.io import atomic_path
+
+
+def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list[str] | None = None,
+               *, _permute_qk: bool = True) -> Path:
+    """Write `hf_dir` as a GGUF of `dtype` (f32 | f16 | q8_0) at `out_path`, atomically.
+
+    `notes` (if given) receives one line per tensor kept wider than asked (rows not a
+    multiple of the quantization block). `_permute_qk=False` writes Q/K in HF row order,
+    a deliberately wrong file the parity tests use to prove the gate catches it.
+    """
+    import gguf
+
+    hf_dir, out_path = Path(hf_dir), Path(out_path)
+    if dtype not in C.GGUF_DTYPES:
+        raise SmoledgeError(f"GGUF type '{dtype}' is not supported; choose one of {', '.join(C.GGUF_DTYPES)}")
+    matrix_type, file_type = C.GGUF_DTYPES[dtype]
+    notes = notes if notes is not None else []
+
+    cfg = _read_json(hf_dir / "config.json")
+    hp = model_hparams(cfg, hf_dir)
+    vocab = read_vocab(hf_dir, hp["vocab_size"])
+    weights = _load_weights(hf_dir)
+
+    tensors = list(_gguf_tensors(weights, hp, permute=_permute_qk))
+    planned = [(name, arr, _tensor_type(name, arr, matrix_type, notes)) for name, arr in tensors]
+    if matrix_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) and not any(
+        t == matrix_type for _, _, t in planned
+    ):
+        raise SmoledgeError(
+            f"cannot write a {dtype} GGUF from {hf_dir}: no weight matrix has rows divisible by "
+            f"{gguf.GGML_QUANT_SIZES[matrix_type][0]}; use f16 or f32, or widen the model"
+        )
+
+    with atomic_path(out_path) as tmp:
+        w = gguf.GGUFWriter(tmp, hp["arch"])
+        w.add_name(hf_dir.name)
+        w.add_context_length(hp["context_length"])
+        w.add_embedding_length(hp["hidden_size"])
+        w.add_block_count(hp["num_layers"])
+        w.add_feed_forward_length(hp["intermediate_size"])
+        w.add_head_count(hp["num_heads"])
+        w.add_head_count_kv(hp["num_kv_heads"])
+        w.add_rope_dimension_count(hp["head_dim"])
+        w.add_rope_freq_base(hp["rope_theta"])
+        w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
+        w.add_vocab_size(hp["vocab_size"])
+        w.add_file_type(int(file_type))
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+        w.add_tokenizer_model(C.GGUF_TOKENIZER_MODEL)
+        w.add_tokenizer_pre(C.GGUF_PRE_TOKENIZER)
+        w.add_token_list(vocab["tokens"])
+        w.add_token_types(vocab["types"])
+        w.add_token_merges(vocab["merges"])
+        for key, adder in (("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id),
+                           ("pad", w.add_pad_token_id), ("eot", w.add_eot_token_id)):
+            if vocab[key] is not None:
+                adder(vocab[key])
+        w.add_add_bos_token(vocab["add_bos"])
+        w.add_add_eos_token(vocab["add_eos"])
+        if vocab["chat_template"]:
+            w.add_chat_template(vocab["chat_template"])
+
+        for name, arr, qtype in planned:
+            data = gguf.quants.quantize(arr, qtype)
+            w.add_tensor(name, data, raw_dtype=qtype)
+
+        w.write_header_to_file(path=tmp)
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return out_path
+
+
+# ---------------------------------------------------------------- model config
+
+
+def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]:
+    """Check a SmolLM3/Llama config.json is exportable and return what the GGUF needs."""
+    where = f" in {where}" if where else ""
+    model_type = cfg.get("model_type")
+    if model_type not in ("smollm3", "llama"):
+        raise SmoledgeError(f"model_type '{model_type}'{where} is not exportable; smoledge exports smollm3/llama models")
+    act = cfg.get("hidden_act", "silu")
+    if act not in C.SUPPORTED_ACTIVATIONS:
+        raise SmoledgeError(f"hidden_act '{act}'{where}: llama.cpp runs SwiGLU with SiLU only; train with silu")
+    for flag in ("attention_bias", "mlp_bias"):
+        if cfg.get(flag):
+            raise SmoledgeError(f"{flag}=true{where}: the llama/smollm3 GGUF graph has no biases; train without them")
+    if cfg.get("rope_scaling"):
+        raise SmoledgeError(f"rope_scaling{where} is set ({cfg['rope_scaling']}); smoledge exports plain RoPE only, "
+                            "remove rope_scaling from the model config")
+    if cfg.get("use_sliding_window"):
+        raise SmoledgeError(f"use_sliding_window=true{where}: llama.cpp's smollm3 graph has no sliding window; "
+                            "train with full attention")
+
+    layers = int(cfg["num_hidden_layers"])
+    hidden = int(cfg["hidden_size"])
+    heads = int(cfg["num_attention_heads"])
+    kv = int(cfg.get("num_key_value_heads") or heads)
+    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    if head_dim * heads != hidden:
+        raise SmoledgeError(f"head_dim {head_dim} x {heads} heads != hidden_size {hidden}{where}; "
+                            "llama.cpp expects head_dim = hidden_size / num_attention_heads")
+
+    use_rope = cfg.get("no_rope_layers") or [1] * layers
+    if len(use_rope) != layers:
+        raise SmoledgeError(f"no_rope_layers has {len(use_rope)} entries for {layers} layers{where}; the config is corrupt")
+    if all(use_rope):
+        arch = "llama"
+    else:
+        expected = [int((i + 1) % C.LLAMA_CPP_NOPE_INTERVAL != 0) for i in range(layers)]
+        if [int(bool(x)) for x in use_rope] != expected:
+            nope = [i for i, x in enumerate(use_rope) if not x]
+            want = [i for i, x in enumerate(expected) if not x]
+            raise SmoledgeError(
+                f"NoPE layers {nope}{where} do not follow llama.cpp's fixed pattern (every "
+                f"{C.LLAMA_CPP_NOPE_INTERVAL}th layer: {want}); llama.cpp would run a different model. "
+                f"Train with no_rope_interval: {C.LLAMA_CPP_NOPE_INTERVAL} (or 0 for no NoPE layers)"
+            )
+        arch = "smollm3"
+    return {
+        "arch": arch,
+        "num_layers": layers,
+        "hidden_size": hidden,
+        "intermediate_size": int(cfg["intermediate_size"]),
+        "num_heads": heads,
+        "num_kv_heads": kv,
+        "head_dim": head_dim,
+        "context_length": int(cfg.get("max_position_embeddings", 2048)),
+        "rope_theta": float(cfg.get("rope_theta", 10000.0)),
+        "rms_norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
+        "vocab_size": int(cfg["vocab_size"]),
+        "tied": bool(cfg.get("tie_word_embeddings", True)),
+    }
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def check_pre_tokenizer(tok_json: dict[str, Any], where: Path | str = "") -> None:
+    """Refuse a tokenizer.json that llama.cpp's `gpt-2` byte-level BPE would not reproduce."""
+    where = f" ({where})" if where else ""
+    model = tok_json.get("model") or {}
+    if model.get("type") != "BPE":
+        raise SmoledgeError(f"tokenizer model is {model.get('type')!r}{where}; only byte-level BPE exports to GGUF")
+    if model.get("byte_fallback"):
+        raise SmoledgeError(f"tokenizer uses byte_fallback{where} (a sentencepiece-style BPE); retrain with "
+                            "smoledge's byte-level BPE")
+    if tok_json.get("normalizer") is not None:
+        raise SmoledgeError(f"tokenizer has a normalizer {tok_json['normalizer'].get('type')!r}{where}; llama.cpp's "
+                            "gpt-2 tokenizer applies none, so text would tokenize differently. Retrain without one")
+    if not _is_gpt2_pre_tokenizer(tok_json.get("pre_tokenizer")):
+        raise SmoledgeError(
+            f"tokenizer pre-tokenizer {json.dumps(tok_json.get('pre_tokenizer'))[:200]}{where} is not the GPT-2 "
+            "byte-level regex; llama.cpp has no equivalent, so the GGUF would tokenize differently. Retrain the "
+            "tokenizer with ByteLevel(add_prefix_space=False, use_regex=True) (smoledge.data.bpe.train_bpe)"
+        )
+
+
+def _is_gpt2_pre_tokenizer(pre: Any) -> bool:
+    if not isinstance(pre, dict):
+        return False
+    if pre.get("type") == "ByteLevel":
+        return bool(pre.get("use_regex", True)) and not pre.get("add_prefix_space", False)
+    if pre.get("type") == "Sequence":
+        parts = pre.get("pretokenizers") or []
+        if len(parts) != 2:
+            return False
+        split, byte_level = parts
+        return (
+            split.get("type") == "Split"
+            and (split.get("pattern") or {}).get("Regex") == C.GPT2_SPLIT_REGEX
+            and split.get("behavior") == "Isolated"
+            and not split.get("invert", False)
+            and byte_level.get("type") == "ByteLevel"
+            and not byte_level.get("use_regex", True)
+            and not byte_level.get("add_prefix_space", False)
+        )
+    return False
+
+
+def read_vocab(hf_dir: Path, vocab_size: int) -> dict[str, Any]:
+    """Tokens, types, merges, special ids and chat template for the GGUF tokenizer keys."""
+    from gguf import TokenType
+
+    tok_json = _read_json(hf_dir / "tokenizer.json")
+    check_pre_tokenizer(tok_json, hf_dir / "tokenizer.json")
+    tok_cfg = _read_json(hf_dir / "tokenizer_config.json") if (hf_dir / "tokenizer_config.json").exists() else {}
+
+    by_id: dict[int, str] = {int(i): t for t, i in tok_json["model"]["vocab"].items()}
+    types: dict[int, TokenType] = {}
+    for added in tok_json.get("added_tokens", []):
+        by_id[int(added["id"])] = added["content"]
+        types[int(added["id"])] = TokenType.CONTROL if added.get("special") else TokenType.USER_DEFINED
+    n_tok = max(by_id) + 1
+    if n_tok > vocab_size:
+        raise SmoledgeError(f"tokenizer has {n_tok} tokens but the model's vocab_size is {vocab_size} ({hf_dir}); "
+                            "the model was trained with a different tokenizer")
+    missing = [i for i in range(n_tok) if i not in by_id]
+    if missing:
+        raise SmoledgeError(f"tokenizer ids have holes (e.g. {missing[:5]}) in {hf_dir}/tokenizer.json; re-save it")
+    tokens, token_types = [], []
+    for i in range(vocab_size):
+        if i < n_tok:
+            tokens.append(by_id[i])
+            token_types.append(int(types.get(i, TokenType.NORMAL)))
+        else:
+            # Rows of a padded embedding no text maps to.
+            tokens.append(f"[PAD{i}]")
+            token_types.append(int(TokenType.UNUSED))
+
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok_json["model"].get("merges", [])]
+    ids = {t: i for i, t in by_id.items()}
+
+    def special_id(name: str) -> int | None:
+        v = tok_cfg.get(name)
+        v = v.get("content") if isinstance(v, dict) else v
+        return ids.get(v) if v else None
+
+    # Whether HF adds BOS/EOS around plain text: llama.cpp must do the same.
+    add_bos, add_eos = _post_processor_adds(tok_json, special_id("bos_token"), special_id("eos_token"))
+    chat_template = tok_cfg.get("chat_template")
+    if not chat_template and (hf_dir / "chat_template.jinja").exists():
+        chat_template = (hf_dir / "chat_template.jinja").read_text(encoding="utf-8")
+    eot = ids.get("<|im_end|>")
+    return {
+        "tokens": tokens,
+        "types": token_types,
+        "merges": merges,
+        "bos": special_id("bos_token"),
+        "eos": special_id("eos_token"),
+        "pad": special_id("pad_token"),
+        "eot": eot if eot is not None and types.get(eot) == TokenType.CONTROL else None,
+        "add_bos": add_bos,
+        "add_eos": add_eos,
+        "chat_template": chat_template if isinstance(chat_template, str) else None,
+    }
+
+
+def _post_processor_adds(tok_json: dict[str, Any], bos: int | None, eos: int | None) -> tuple[bool, bool]:
+    """(adds BOS first, adds EOS last) for a single sequence, read from tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_str(json.dumps(tok_json))
+    plain = tk.encode("a", add_special_tokens=False).ids
+    full = tk.encode("a", add_special_tokens=True).ids
+    if full == plain:
+        return False, False
+    add_bos = bos is not None and full[:1] == [bos] and full[1:1 + len(plain)] == plain
+    add_eos = eos is not None and full[-1:] == [eos]
+    if len(full) != len(plain) + add_bos + add_eos:
+        raise SmoledgeError(f"the tokenizer's post-processor adds {full} around {plain}; GGUF can only express "
+                            "an optional BOS and EOS. Remove the post-processor")
+    return add_bos, add_eos
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _load_weights(hf_dir: Path) -> dict[str, np.ndarray]:
+    """All model tensors as float32 numpy (bf16/f16 checkpoints are upcast exactly)."""
+    import torch
+    from safetensors.torch import load_file
+
+    files = sorted(hf_dir.glob("*.safetensors"))
+    if not files:
+        found = ", ".join(p.name for p in hf_dir.iterdir()) or "nothing"
+        raise SmoledgeError(f"no *.safetensors weights in {hf_dir} (found {found}); save the model with "
+                            "save_pretrained(..., safe_serialization=True)")
+    out: dict[str, np.ndarray] = {}
+    for f in files:
+        for name, t in load_file(f).items():
+            out[name] = t.to(torch.float32).numpy()
+    return out
+
+
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF rotates the two halves of each head (rotate_half); llama.cpp's NORM RoPE rotates
+    adjacent pairs. Reordering each head's rows from [x0..x_{d/2-1}, y0..] to [x0, y0, x1, y1..]
+    makes llama.cpp rotate the same pairs. Applied to Q and K alike, the q.k products of
+    NoPE layers are unchanged, so every layer gets it."""
+    rows, cols = w.shape
+    hd = rows // n_head
+    return w.reshape(n_head, 2, hd // 2, cols).swapaxes(1, 2).reshape(rows, cols)  # (n_head*hd, cols)
+
+
+def _gguf_tensors(weights: dict[str, np.ndarray], hp: dict[str, Any], permute: bool = True):
+    """Yield (llama.cpp name, float32 array) in the order llama.cpp lists them."""
+    unused = set(weights)
+
+    def take(name: str) -> np.ndarray:
+        if name not in weights:
+            raise SmoledgeError(f"weight '{name}' is missing from the checkpoint; the model directory is incomplete")
+        unused.discard(name)
+        return weights[name]
+
+    yield C.GLOBAL_TENSORS["model.embed_tokens.weight"], take("model.embed_tokens.weight")
+    for i in range(hp["num_layers"]):
+        for hf_name, gg_name in C.LAYER_TENSORS.items():
+            arr = take(f"model.layers.{i}.{hf_name}")
+            if permute and gg_name in C.ROPE_PERMUTED:
+                n = hp["num_heads"] if gg_name == "attn_q.weight" else hp["num_kv_heads"]
+                arr = permute_qk(arr, n)
+            yield f"blk.{i}.{gg_name}", arr
+    yield C.GLOBAL_TENSORS["model.norm.weight"], take("model.norm.weight")
+    if hp["tied"]:
+        unused.discard("lm_head.weight")  # saved copies of a tied head are the embedding
+    else:
+        yield C.GLOBAL_TENSORS["lm_head.weight"], take("lm_head.weight")
+    # Rotary caches some checkpoints carry are recomputed by llama.cpp.
+    unused = {n for n in unused if not n.endswith("rotary_emb.inv_freq")}
+    if unused:
+        raise SmoledgeError(f"checkpoint has weights the GGUF graph has no place for: {sorted(unused)[:5]}; "
+                            "this is not a plain SmolLM3/Llama model")
+
+
+
+def _tensor_type(name: str, arr: np.ndarray, matrix_type, notes: list[str]):
+    """1-D tensors (norms) stay F32; matrices take the file's type where its block size fits."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    if arr.ndim == 1 or matrix_type == GGMLQuantizationType.F32:
+        return GGMLQuantizationType.F32
+    if matrix_type == GGMLQuantizationType.F16:
+        return matrix_type
+    block = GGML_QUANT_SIZES[matrix_type][0]
+    if arr.shape[-1] % block:
+        notes.append(f"{name}: rows of {arr.shape[-1]} are not a multiple of {block}, kept {C.QUANT_FALLBACK.name}")
+        return C.QUANT_FALLBACK
+    return matrix_type
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SmoledgeError(f"{path} is missing; the model directory must hold config.json and the tokenizer files")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SmoledgeError(f"{path} is not valid JSON ({exc}); re-save the model directory") from None

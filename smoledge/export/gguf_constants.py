@@ -1,0 +1,53 @@
+"""What smoledge's GGUF writer maps onto: llama.cpp tensor names, file types,
+supported tokenizers and the NoPE pattern llama.cpp hard-codes.
+
+Kept apart from the writer so the mapping can be read (and checked) at a glance.
+"""
+
+from __future__ import annotations
+
+from gguf import GGMLQuantizationType, LlamaFileType
+
+# HF parameter name (inside model.layers.{i}.) -> llama.cpp tensor name (inside blk.{i}.).
+LAYER_TENSORS: dict[str, str] = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+# Whole-model tensors.
+GLOBAL_TENSORS: dict[str, str] = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+# Tensors whose rows llama.cpp expects in interleaved-pair RoPE order (see gguf.permute_qk).
+ROPE_PERMUTED = ("attn_q.weight", "attn_k.weight")
+
+# dtype name -> (ggml type for 2-D weight matrices, llama.cpp file type)
+GGUF_DTYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
+    "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
+    "f16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
+    "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+}
+# Where a matrix's row length is not a multiple of the block size, it is kept in this type.
+QUANT_FALLBACK = GGMLQuantizationType.F16
+
+# llama.cpp's smollm3 graph skips RoPE in layer il when (il + 1) % 4 == 0; there is
+# no GGUF key to change that, so only this interval can be exported faithfully.
+LLAMA_CPP_NOPE_INTERVAL = 4
+
+# The GPT-2 split regex. A tokenizer.json pre-tokenizer equal to ByteLevel(use_regex=True)
+# or to Split(this regex) + ByteLevel(use_regex=False) is what llama.cpp's `gpt-2`
+# pre-tokenizer implements; anything else would tokenize differently there.
+GPT2_SPLIT_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+GGUF_PRE_TOKENIZER = "gpt-2"
+GGUF_TOKENIZER_MODEL = "gpt2"
+
+# HF activation names llama.cpp's llama/smollm3 graphs compute (SwiGLU with SiLU).
+SUPPORTED_ACTIVATIONS = ("silu", "swish")

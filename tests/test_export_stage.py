@@ -1,0 +1,109 @@
+"""The export stage on a minimal run dir: distill/model in, hf/ + GGUFs + parity.json out."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from smoledge.errors import SmoledgeError
+from smoledge.evaluate.config import EvaluateConfig
+from smoledge.export.config import ExportConfig
+from smoledge.progress import Progress
+from smoledge.recipe import Recipe
+from smoledge.runs import StageContext, spec
+
+pytest.importorskip("llama_cpp")
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def make_ctx(run_dir: Path, recipe: Recipe, stage: str) -> StageContext:
+    d = run_dir / spec(stage).dir
+    d.mkdir(parents=True, exist_ok=True)
+    return StageContext(recipe=recipe, run_dir=run_dir, dir=d, progress=Progress(stage))
+
+
+def fake_distill(run_dir: Path, model_dir: Path, with_tokenizer: bool = True) -> None:
+    """runs/<name>/distill/model as the distill stage leaves it; the tokenizer stage's dir too."""
+    dst = run_dir / "distill" / "model"
+    shutil.copytree(model_dir, dst, ignore=None if with_tokenizer else shutil.ignore_patterns(*TOKENIZER_FILES))
+    tok = run_dir / "tokenizer"
+    tok.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).exists():
+            shutil.copy2(model_dir / name, tok / name)
+
+
+def recipe(**export) -> Recipe:
+    return Recipe(name="t", export=ExportConfig(**export), evaluate=EvaluateConfig(seq_len=64, max_tokens_per_language=256))
+
+
+def test_export_stage_writes_hf_ggufs_and_parity(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from smoledge.export import stage
+
+    run_dir = tmp_path / "t"
+    fake_distill(run_dir, tiny_model_dir, with_tokenizer=False)  # tokenizer found in the tokenizer stage
+    ctx = make_ctx(run_dir, recipe(gguf_types=["q8_0", "f16"]), "export")
+    result = stage.run(ctx)
+
+    hf = ctx.dir / "hf"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json"):
+        assert (hf / name).is_file(), name
+    assert (hf / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
+    for name in ("model-f32.gguf", "model-q8_0.gguf", "model-f16.gguf", "parity.json"):
+        assert (ctx.dir / name) in result.outputs and (ctx.dir / name).is_file()
+    assert all(p.is_file() and ctx.dir in p.parents for p in result.outputs)
+
+    parity = json.loads((ctx.dir / "parity.json").read_text())
+    f32 = parity["files"]["model-f32.gguf"]
+    assert f32["logits"]["max_abs_diff"] <= 1e-3 and f32["greedy"]["new_tokens"] == 24
+    assert parity["tokenization"]["identical"]
+    q8 = parity["files"]["model-q8_0.gguf"]
+    assert q8["bytes"] == (ctx.dir / "model-q8_0.gguf").stat().st_size
+    assert q8["logits"]["max_abs_diff"] > f32["logits"]["max_abs_diff"]
+    assert "failed" not in parity
+
+    assert result.metrics["files"]["model-q8_0.gguf"]["bytes"] < result.metrics["files"]["model-f16.gguf"]["bytes"]
+    assert result.summary.startswith("gguf f32 \u0394logit ")
+    assert re.search(r"q8_0 [\d.]+ (kB|MB)", result.summary), result.summary
+    assert result.artifact == ctx.dir / "model-f16.gguf"
+
+
+def test_export_stage_fails_on_planted_mismatch_and_keeps_evidence(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smoledge.export.gguf as gguf_mod
+    from smoledge.export import stage
+
+    # A writer with the Q/K permutation switched off: the gate must stop the build.
+    monkeypatch.setattr(gguf_mod, "write_gguf", functools.partial(gguf_mod.write_gguf, _permute_qk=False))
+    run_dir = tmp_path / "t"
+    fake_distill(run_dir, tiny_model_dir)
+    ctx = make_ctx(run_dir, recipe(gguf_types=["f32", "q8_0"]), "export")
+    with pytest.raises(SmoledgeError, match="above the limit"):
+        stage.run(ctx)
+    parity = json.loads((ctx.dir / "parity.json").read_text())
+    assert "above the limit" in parity["failed"]
+    assert (ctx.dir / "model-f32.gguf").is_file()
+
+
+def test_export_stage_without_distilled_model(tmp_path: Path) -> None:
+    from smoledge.export import stage
+
+    ctx = make_ctx(tmp_path / "t", recipe(), "export")
+    with pytest.raises(SmoledgeError, match="run the distill stage first"):
+        stage.run(ctx)
+
+
+def test_export_config_validation() -> None:
+    from smoledge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="parity_greedy_tokens"):
+        ExportConfig(parity_greedy_tokens=0)
+    with pytest.raises(ConfigError, match="gguf_types"):
+        ExportConfig.from_dict({"gguf_types": ["q4_k"]}, prefix="export")
