@@ -56,6 +56,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
         additional_special_tokens=[IM_START, IM_END],
         clean_up_tokenization_spaces=False,
         model_max_length=1 << 20,
+        # SmolLM3's forward takes no token_type_ids; without this, generate(**tok(text)) fails.
+        model_input_names=["input_ids", "attention_mask"],
     )
     fast.chat_template = CHAT_TEMPLATE
     assert fast.convert_tokens_to_ids(EOS) == 0, "EOS must be id 0"
