@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from smoledge.config import ConfigError
+    from smoledge.errors import SmoledgeError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"smoledge: config error: {exc}", file=sys.stderr)
         return 2
+    except SmoledgeError as exc:
+        print(f"smoledge: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("smoledge: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -49,8 +49,10 @@ class DeviceProfile(Section):
 
 
 def devices_dir() -> Path:
-    """The repository's devices/ folder (next to the package in a checkout)."""
-    return Path(__file__).resolve().parents[2] / "devices"
+    """The devices/ folder of profiles (checkout or installed wheel)."""
+    from smoledge.assets import asset_dir
+
+    return asset_dir("devices")
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:

@@ -17,7 +17,7 @@ class PackageConfig(Section):
     port: int = 8000
     """Port the bundled server listens on."""
     n_ctx: int = 0
-    """Context length of the server (0: the model's trained length)."""
+    """Context length of the server (0: the model's trained length, capped by the devices' max_context)."""
     threads: int = 0
     """llama.cpp threads (0: the device profile's, else all cores)."""
 

@@ -1,0 +1,117 @@
+"""The whole chain on a tiny recipe: data to a served bundle, then the incremental rules.
+
+This is the test suite's version of `make quickstart`: the same stages and
+code paths, with shapes and step counts cut so it runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smoledge.recipe import Recipe
+from smoledge.runs import RECORD, STAGES, build
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny-e2e",
+    "data": {"sources": [{"name": "sample", "kind": "sample", "sample_docs": 360}]},
+    "tokenizer": {"vocab_size": 1024},
+    "teacher": {"preset": "custom", "num_layers": 4, "hidden_size": 64, "intermediate_size": 128,
+                "num_heads": 4, "num_kv_heads": 2, "max_position_embeddings": 512},
+    "student": {"preset": "tiny", "max_position_embeddings": 512},
+    "pretrain": {"max_steps": 24, "batch_size": 4, "seq_len": 128, "warmup_steps": 4,
+                 "checkpoint_every": 8, "eval_every": 12, "eval_batches": 2},
+    "distill": {"max_steps": 24, "batch_size": 4, "seq_len": 128, "warmup_steps": 4,
+                "checkpoint_every": 8, "eval_every": 12, "eval_batches": 2},
+    "export": {"gguf_types": ["f32", "q8_0"]},
+    "evaluate": {"seq_len": 128, "max_tokens_per_language": 512},
+    "package": {"gguf_type": "q8_0"},
+}
+
+
+def _recipe(**changes) -> Recipe:
+    data = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    return Recipe.from_dict(data)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    outcomes = build(_recipe(), runs_root=root, out=lambda s: None)
+    assert [o.status for o in outcomes] == ["ran"] * len(STAGES)
+    return root
+
+
+def test_every_stage_recorded_with_checksums(built: Path) -> None:
+    run_dir = built / "tiny-e2e"
+    for s in STAGES:
+        record = json.loads((run_dir / s.dir / RECORD).read_text())
+        assert record["stage"] == s.name
+        assert record["outputs"], f"{s.name} recorded no outputs"
+        for rel, meta in record["outputs"].items():
+            assert (run_dir / s.dir / rel).stat().st_size == meta["bytes"]
+        assert record["versions"]["smoledge"]
+    bundle = run_dir / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert any(name.endswith(".gguf") for name in manifest["files"])
+
+
+def test_second_build_skips_everything_quickly(built: Path) -> None:
+    t0 = time.time()
+    outcomes = build(_recipe(), runs_root=built, out=lambda s: None)
+    assert [o.status for o in outcomes] == ["skipped"] * len(STAGES)
+    assert time.time() - t0 < 30
+
+
+def test_downstream_change_keeps_upstream(built: Path) -> None:
+    outcomes = build(_recipe(package__port=8123), runs_root=built, out=lambda s: None)
+    ran = [o.name for o in outcomes if o.status == "ran"]
+    assert ran == ["package"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_bundle_answers_completions(built: Path) -> None:
+    port = _free_port()
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smoledge.cli", "serve", str(built / "tiny-e2e" / "bundle"), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("server did not become ready")
+        resp = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                          json={"prompt": "The weather", "max_tokens": 8, "temperature": 0}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["object"] == "text_completion"
+        assert body["choices"][0]["text"]
+        assert body["usage"]["completion_tokens"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
