@@ -171,6 +171,15 @@ def stage_fingerprint(recipe: Any, s: StageSpec, upstream: dict[str, str], exter
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _display(path: Path) -> str:
+    """A path relative to the working directory when it is below it (for the summary table)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _plain(v: Any) -> Any:
     return v.to_dict() if hasattr(v, "to_dict") else v
 
@@ -222,7 +231,8 @@ def build(
         if until not in names:
             raise KeyError(f"unknown stage '{until}'; stages: {', '.join(names)}")
         stages = stages[: names.index(until) + 1]
-    run_dir = Path(runs_root) / recipe.name
+    # Absolute, so stages may return paths however they built them.
+    run_dir = Path(runs_root).resolve() / recipe.name
     outcomes: list[StageOutcome] = []
     fingerprints: dict[str, str] = {}
     with _run_lock(run_dir):
@@ -254,8 +264,8 @@ def build(
             outputs = {}
             for p in result.outputs:
                 p = Path(p)
-                rel = p.relative_to(stage_dir).as_posix() if p.is_absolute() else p.as_posix()
-                full = stage_dir / rel
+                full = p.resolve() if p.is_absolute() else (stage_dir / p).resolve()
+                rel = full.relative_to(stage_dir).as_posix()
                 outputs[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
             record = {
                 "stage": s.name,
@@ -265,7 +275,7 @@ def build(
                 "outputs": outputs,
                 "metrics": result.metrics,
                 "summary": result.summary,
-                "artifact": str(result.artifact) if result.artifact else None,
+                "artifact": _display(result.artifact) if result.artifact else None,
                 "wall_time_s": round(seconds, 3),
                 "resumed": resuming,
                 "finished": _now(),

@@ -73,13 +73,17 @@ def load_torch(hf_dir: str | Path):
 
 
 def load_llama(gguf_path: str | Path, n_ctx: int, n_threads: int | None = None, vocab_only: bool = False):
-    """A llama.cpp model that keeps the logits of every position (logits_all)."""
-    from llama_cpp import Llama
+    """A llama.cpp model that keeps the logits of every position (logits_all).
+
+    The KV cache is F32: llama.cpp's default F16 cache rounds K and V, which on a
+    trained model alone moves logits by ~1e-3 and would hide or fake a mapping error."""
+    from llama_cpp import GGML_TYPE_F32, Llama
 
     n_threads = n_threads or threads_for(Path(gguf_path).stat().st_size)
 
     return Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512), n_threads=n_threads,
-                 n_threads_batch=n_threads, logits_all=True, vocab_only=vocab_only, verbose=False, seed=0)
+                 n_threads_batch=n_threads, logits_all=True, vocab_only=vocab_only, verbose=False, seed=0,
+                 type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
 
 
 # Runs in a child process: a llama.cpp build using instructions this CPU lacks dies with
