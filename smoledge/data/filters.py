@@ -17,6 +17,7 @@ section can change them.
 
 from __future__ import annotations
 
+import abc
 import re
 import string
 from collections import Counter
@@ -27,7 +28,7 @@ from smoledge.data.config import CurateConfig
 from smoledge.data.readers import Doc
 
 
-class Filter:
+class Filter(abc.ABC):
     """Base of every step: runs `filter` over documents, counts, records exclusions."""
 
     name = "filter"
@@ -35,9 +36,9 @@ class Filter:
     def __init__(self) -> None:
         self.stats: Counter = Counter()
 
+    @abc.abstractmethod
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         """True to keep `doc`; False or (False, reason) to drop it. May annotate `doc`."""
-        raise NotImplementedError
 
     def check(self, doc: Doc) -> str | None:
         """The drop reason as "<name>:<reason>", or None to keep."""
@@ -60,8 +61,9 @@ class Filter:
 class Transform(Filter):
     """A step that rewrites the text; a page left empty is dropped."""
 
+    @abc.abstractmethod
     def transform(self, text: str) -> str:
-        raise NotImplementedError
+        """The rewritten text ("" drops the page)."""
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         doc.text = self.transform(doc.text)
