@@ -115,7 +115,10 @@ def test_metrics_summary_and_exclusions(run, curated):
     assert sum(m["kept_per_language"].values()) == m["kept"] and len(m["kept_per_language"]) == 6
     assert m["train_docs"] + m["valid_docs"] == m["kept"]
     assert m["emails_replaced"] > 0 and m["ips_replaced"] > 0 and m["boilerplate_lines_removed"] > 0
-    assert re.fullmatch(rf"kept {m['kept']}/{N_DOCS} docs \(6 langs\)", record["summary"])
+    drops = ", ".join(f"{step} {m['filters'][step]['dropped']}" for step in m["filter_order"]
+                      if m["filters"][step]["dropped"])
+    assert record["summary"] == f"kept {m['kept']}/{N_DOCS} docs (6 langs); dropped {drops}"
+    assert "dedup" in drops and "language" in drops
     assert set(record["outputs"]) == {"curated.parquet", "excluded.jsonl"}
     rows = [json.loads(line) for line in (stage / "excluded.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == m["dropped_total"]
@@ -200,21 +203,73 @@ def test_tokenizer_stage_without_curate_output_says_what_to_run(tmp_path):
 
 def test_nothing_kept_is_a_clear_error(tmp_path):
     recipe = small_recipe("strict", min_words=5000, max_words=6000)
-    with pytest.raises(SmoledgeError, match=r"kept none of 300 documents.*too_few_words"):
+    with pytest.raises(SmoledgeError, match=r"kept none of 300 documents.*gopher_quality:"):
         build(recipe, runs_root=tmp_path, until="curate", out=lambda s: None)
 
 
-def test_worker_pool_output_equals_single_process(monkeypatch):
-    docs = list(read_source(SourceConfig(name="web", kind="sample", sample_docs=200), seed=SEED))
-    cfg = CurateConfig()
+def test_per_filter_counts_chain_through_the_steps(run, curated):
+    _, root, _ = run
+    m = json.loads((root / "datatest" / "curate" / "stage.json").read_text())["metrics"]
+    filters = m["filters"]
+    assert set(m["filter_order"]) == set(filters)
+    steps = [s for s in m["filter_order"] if s not in ("dedup", "error")]
+    assert steps[0] == "boilerplate" and steps[1] == "language" and steps[-1] == "pii"
+    assert filters["boilerplate"]["seen"] == N_DOCS
+    # What one step keeps, the next one sees; the last step's survivors go to dedup.
+    for a, b in zip(steps, steps[1:]):
+        assert filters[a]["seen"] - filters[a]["dropped"] == filters[b]["seen"], (a, b)
+    assert filters[steps[-1]]["seen"] - filters[steps[-1]]["dropped"] == filters["dedup"]["seen"]
+    assert filters["dedup"]["seen"] - filters["dedup"]["dropped"] == m["kept"] == len(curated)
+    assert sum(v["dropped"] for v in filters.values()) == m["dropped_total"]
+    for step, v in filters.items():
+        assert sum(v["reasons"].values()) == v["dropped"], step
+        for reason, n in v["reasons"].items():
+            assert m["dropped"][f"{step}:{reason}"] == n
+    assert filters["language"]["reasons"]["unwanted_language"] > 0
+    assert filters["dedup"]["reasons"]["exact_duplicate"] > 0
+
+
+def test_document_metadata_columns(curated, truth):
+    import pyarrow.parquet as pq
+
+    assert all(r["weight"] == 1.0 for r in curated)  # rehydration is off by default
+    for row in curated:
+        stats = json.loads(row["filter_stats"])
+        assert stats["passed"][:2] == ["boilerplate", "language"] and stats["passed"][-1] == "pii"
+        kind = truth[row["id"]]["meta"]["kind"]
+        if kind == "pii":
+            assert stats["pii"]["emails_replaced"] + stats["pii"]["ips_replaced"] > 0
+        if kind == "boilerplate":
+            assert stats["boilerplate"]["lines_removed"] > 0
+        if kind == "clean":
+            assert stats.get("boilerplate", {}).get("lines_removed", 0) == 0
+    assert curated[0].keys() == {"id", "text", "lang", "lang_score", "source", "url", "split", "dup_cluster_size",
+                                 "weight", "filter_stats", "metadata"}
+    assert all(isinstance(json.loads(row["metadata"]), dict) for row in curated)
+
+
+@pytest.mark.slow  # each spawned worker loads the language-ID model and the word tokenizers
+def test_worker_pool_output_equals_single_process(monkeypatch, tmp_path):
+    import pyarrow as pa
+
+    source = SourceConfig(name="web", kind="sample", sample_docs=200)
+    docs = list(read_source(source, seed=SEED))
     langs = ["en", "fr", "es", "de", "it", "pt"]
-    single, used1 = curate.filter_docs(docs, cfg, langs, workers=1)
+    spills = [curate.Spill(tmp_path / "one.arrow"), curate.Spill(tmp_path / "two.arrow")]
+    single, used1 = curate.filter_docs(docs, CurateConfig(workers=1), langs, spills[0])
     monkeypatch.setattr(curate, "POOL_MIN_DOCS", 0)
-    pooled, used2 = curate.filter_docs(docs, cfg, langs, workers=2)
+    pooled, used2 = curate.filter_docs(iter(docs), CurateConfig(workers=2), langs, spills[1])
     assert (used1, used2) == (1, 2)
-    assert pooled.kept == single.kept
-    assert pooled.excluded == single.excluded
+    assert pooled.read == single.read == 200
+    assert pooled.kept == single.kept and pooled.indices == single.indices and pooled.keys == single.keys
+    assert all((a == b).all() for a, b in zip(pooled.signatures, single.signatures))
+    assert pooled.dropped == single.dropped
     assert pooled.stats == single.stats
+    for s in spills:
+        s.close()
+    one, two = (pa.Table.from_batches(list(s.batches())) for s in spills)
+    assert one.num_rows == len(single.kept) and one.equals(two)
+    assert one.column("id").to_pylist() == [d.id for d in single.kept]
     # The input documents are left as read (steps work on copies).
     assert [d.text for d in docs] == [d.text for d in read_source(SourceConfig(name="web", kind="sample",
                                                                              sample_docs=200), seed=SEED)]

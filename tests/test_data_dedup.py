@@ -6,7 +6,11 @@ import random
 
 import pytest
 
-from smoledge.data.dedup import deduplicate, normalize, shingles
+import numpy as np
+
+from smoledge.data.dedup import (
+    MINHASH_SCHEME, MINHASH_SEED, Signer, cluster, deduplicate, normalize, rehydration_weights, shingles,
+)
 
 PARAMS = dict(num_perm=112, bands=14, rows=8, ngram=5)
 
@@ -75,3 +79,60 @@ def test_deterministic_and_switchable(pages):
     assert sum(not k for k in only_exact.keep) == 3
     nothing = deduplicate(texts, **PARAMS, exact=False, near=False)
     assert all(nothing.keep) and nothing.cluster_size == [1] * len(texts)
+
+
+def components(n: int, pairs) -> list[int]:
+    """Root (smallest member) of each index's connected component."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return [find(i) for i in range(n)]
+
+
+def test_numpy_banding_finds_the_clusters_datasketch_lsh_finds(pages):
+    """cluster() buckets signatures with numpy; datasketch's MinHashLSH must group them the same way."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    rng = random.Random(0)
+    texts = list(pages)
+    for k in range(40):  # near copies at several distances, chains included
+        texts.append(near_copy(texts[rng.randrange(len(texts))], seed=k, edits=rng.choice([1, 3, 8, 20])))
+    signer = Signer(112, 5)
+    signed = [signer(t) for t in texts]
+    sigs = np.stack([s for _, s in signed])  # (n, 112)
+    res = cluster([k for k, _ in signed], sigs, bands=14, rows=8, exact=False)
+
+    lsh = MinHashLSH(num_perm=112, params=(14, 8))
+    pairs = []
+    for i, sig in enumerate(sigs):
+        m = LeanMinHash(seed=MINHASH_SEED, hashvalues=sig, scheme=MINHASH_SCHEME)
+        pairs += [(i, j) for j in lsh.query(m)]
+        lsh.insert(i, m)
+    roots = components(len(texts), pairs)
+    assert [i if k else res.dup_of[i] for i, k in enumerate(res.keep)] == roots
+    assert 10 < sum(not k for k in res.keep) < 40  # some copies found, the most edited ones not
+
+
+def test_signer_matches_a_plain_datasketch_minhash(pages):
+    from datasketch import MinHash
+
+    key, sig = Signer(112, 5)(pages[3])
+    m = MinHash(num_perm=112, seed=MINHASH_SEED)
+    m.update_batch(shingles(normalize(pages[3]), 5))
+    assert sig.dtype == np.uint32 and (sig == m.hashvalues).all()
+    assert key == Signer(112, 5)(pages[3].replace(" ", "  ") + " !")[0]
+
+
+def test_rehydration_weights_follow_the_step_table():
+    table = {1: 1.0, 2: 3.0, 5: 6.0, 17: 10.0, 145: 1.0}
+    sizes = [1, 2, 3, 4, 5, 16, 17, 100, 144, 145, 10_000]
+    assert rehydration_weights(sizes, table) == [1.0, 3.0, 3.0, 3.0, 6.0, 6.0, 10.0, 10.0, 10.0, 1.0, 1.0]
+    assert rehydration_weights([1, 2], {3: 2.0}) == [1.0, 1.0]  # below the smallest key: 1.0
+    assert rehydration_weights([], table) == []

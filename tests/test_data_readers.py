@@ -1,9 +1,8 @@
-"""Readers: sample, JSONL (bad lines, bad bytes, gzip, dirs, globs), Parquet, missing paths, hf."""
+"""Readers: sample, JSONL (bad lines, bad bytes, gzip, dirs, globs), Parquet, missing paths; hf is in test_data_hf.py."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -115,10 +114,3 @@ def test_missing_paths_name_the_path_and_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SmoledgeError, match=r"holds no \.parquet files"):
         resolve_paths(SourceConfig(name="web", kind="parquet", path=str(tmp_path / "empty")))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("datasets") is not None, reason="datasets is installed")
-def test_hf_without_datasets_says_how_to_install():
-    src = SourceConfig(name="fw2", kind="hf", path="HuggingFaceFW/fineweb-2", subset="fra_Latn")
-    with pytest.raises(SmoledgeError, match=r"pip install datasets"):
-        list(read_source(src, seed=0))

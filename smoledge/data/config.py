@@ -14,11 +14,13 @@ LANGUAGES = ("en", "fr", "es", "de", "it", "pt")
 class SourceConfig(Section):
     name: str = "sample"
     """Short name of the source; used in metadata and mixture weights."""
-    kind: Literal["sample", "jsonl", "parquet", "hf"] = "sample"
+    kind: Literal["sample", "jsonl", "parquet", "hf", "warc", "html", "pdf"] = "sample"
     """`sample`: the built-in synthetic web dump (`smoledge sample`); `jsonl`/`parquet`:
-    local files (a file, a directory or a glob); `hf`: a Hugging Face dataset id, streamed."""
+    local files (a file, a directory or a glob); `hf`: a Hugging Face dataset id, streamed;
+    `warc`: web archives (.warc, .warc.gz, .arc, .arc.gz), main text of their HTML and PDF
+    responses; `html`: saved pages (.html, .htm), main text; `pdf`: PDFs with a text layer."""
     path: str | None = None
-    """File, directory or glob for jsonl/parquet; dataset id for hf. Unused for sample."""
+    """File, directory or glob for jsonl/parquet/warc/html/pdf; dataset id for hf. Unused for sample."""
     text_field: str = "text"
     """Field holding the document text."""
     subset: str | None = None
@@ -31,10 +33,57 @@ class SourceConfig(Section):
     """Relative weight of this source in the training mixture."""
     sample_docs: int = 2400
     """sample only: how many raw documents to generate (before defects are removed)."""
+    max_doc_bytes: int = 10_000_000
+    """Skip (and count as skipped:too_large) any raw document, page or PDF bigger than this."""
+    pdf_extractor: Literal["pymupdf", "pypdf"] = "pymupdf"
+    """pdf/warc: text-layer extractor. pymupdf (AGPL) is ~10x faster and reads CJK fonts, with
+    pypdf as a second opinion on PDFs it garbles; pypdf (BSD) alone avoids the AGPL library."""
+    max_garbled_fraction: float = 0.1
+    """pdf/warc: a PDF whose text has more garbled characters than this (U+FFFD, private-use,
+    control characters, words mixing scripts) is treated as having no text layer: needs OCR."""
+    ocr: bool = False
+    """pdf/warc: hand PDFs without a usable text layer to `ocr_hook`; off: they are skipped
+    and counted as skipped:pdf:needs_ocr."""
+    ocr_hook: str | None = None
+    """'module:function' of a callable(pdf: bytes, doc_id: str) -> str | None that returns
+    the text of a scanned PDF (see smoledge/data/pdf.py). Required when ocr is true."""
+    refetch: bool = False
+    """warc only: fetch a record's URL again when its payload is truncated (WARC-Truncated,
+    or the file ends inside it) or its PDF does not parse, as FinePDFs does. Needs network."""
+    refetch_timeout_s: float = 10.0
+    """Socket timeout of one refetch attempt."""
+    refetch_retries: int = 2
+    """Further attempts after a timeout, connection error or HTTP 5xx/429/408."""
+    refetch_max_bytes: int = 10_000_000
+    """Largest refetched body (also capped by max_doc_bytes); a bigger one is not read and
+    counted as refetch:too_large, and the record is handled as if not refetched."""
+    refetch_allow_private: bool = False
+    """Allow refetching URLs on loopback, private or link-local addresses (off: a crawled URL
+    can never make curation reach an intranet or a cloud metadata service)."""
 
     def __post_init__(self) -> None:
-        if self.kind in ("jsonl", "parquet", "hf") and not self.path:
+        if self.kind in ("jsonl", "parquet", "hf", "warc", "html", "pdf") and not self.path:
             self.fail("path", f"a '{self.kind}' source needs a path (file, dir or glob; hf: dataset id)")
+        if self.max_doc_bytes <= 0:
+            self.fail("max_doc_bytes", f"must be > 0, got {self.max_doc_bytes}")
+        if not 0.0 <= self.max_garbled_fraction <= 1.0:
+            self.fail("max_garbled_fraction", f"must be a fraction in [0, 1], got {self.max_garbled_fraction}")
+        if self.ocr and self.kind not in ("pdf", "warc"):
+            self.fail("ocr", f"only pdf and warc sources have PDFs to OCR, this source is '{self.kind}'")
+        if self.ocr and not self.ocr_hook:
+            self.fail("ocr_hook", "ocr is true but no hook is set; name one as 'module:function'")
+        if self.ocr_hook is not None:
+            module, sep, func = self.ocr_hook.partition(":")
+            if not (sep and module and func.isidentifier()):
+                self.fail("ocr_hook", f"expected 'module:function', got {self.ocr_hook!r}")
+        if self.refetch and self.kind != "warc":
+            self.fail("refetch", f"only warc records carry the URL to fetch again, this source is '{self.kind}'")
+        if self.refetch_timeout_s <= 0:
+            self.fail("refetch_timeout_s", f"must be > 0, got {self.refetch_timeout_s}")
+        if not 0 <= self.refetch_retries <= 10:
+            self.fail("refetch_retries", f"must be in [0, 10], got {self.refetch_retries}")
+        if self.refetch_max_bytes <= 0:
+            self.fail("refetch_max_bytes", f"must be > 0, got {self.refetch_max_bytes}")
         if self.weight <= 0:
             self.fail("weight", f"must be > 0, got {self.weight}")
         if self.max_docs is not None and self.max_docs <= 0:
@@ -75,15 +124,25 @@ class DataConfig(Section):
 @dataclass
 class CurateConfig(Section):
     min_language_score: float = 0.65
-    """Drop documents whose language-ID confidence is below this."""
-    min_words: int = 20
+    """Drop documents whose language-ID confidence is below this (languages not in language_thresholds)."""
+    language_thresholds: dict[str, float] = field(default_factory=dict)
+    """Language-ID confidence threshold per language, e.g. {fr: 0.8}; missing languages use min_language_score."""
+    quality_filters: list[str] = field(
+        default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"])
+    """datatrove's reference filters to run, always in FineWeb's order (where FineWeb2's thresholds apply,
+    C4 is skipped, as in FineWeb2)."""
+    fineweb2_thresholds: bool = True
+    """fr/es/de/it/pt use FineWeb2's tuned thresholds (smoledge/data/fineweb_settings.py), which take precedence
+    over the Gopher fields below for those languages; false: FineWeb's English thresholds for every language.
+    Stop words and word tokenizer are always the document's language's."""
+    min_words: int = 50
     """Drop documents with fewer words (Gopher quality)."""
     max_words: int = 100_000
     """Drop documents with more words (Gopher quality)."""
     max_duplicate_line_fraction: float = 0.3
     """Drop documents where this fraction of lines are repeats (Gopher repetition)."""
     max_top_ngram_fraction: float = 0.2
-    """Drop documents where the most frequent word 2-gram covers this fraction of characters."""
+    """Drop documents where the most frequent word 2-gram covers this fraction of characters (Gopher repetition)."""
     min_alpha_word_fraction: float = 0.8
     """Drop documents where fewer words than this contain a letter (Gopher quality)."""
     min_mean_word_length: float = 3.0
@@ -97,7 +156,7 @@ class CurateConfig(Section):
     max_ellipsis_line_fraction: float = 0.3
     """Drop documents where more lines than this end with an ellipsis (Gopher quality)."""
     min_stop_words: int = 2
-    """Drop documents with fewer stop words of their language ('the', 'de', 'und'...) (Gopher quality)."""
+    """Drop documents with fewer distinct stop words of their language ('the', 'de', 'und'...) (Gopher quality)."""
     remove_boilerplate_lines: bool = True
     """Drop navigation/cookie/footer lines before the document filters (C4 line rules)."""
     scrub_pii: bool = True
@@ -115,11 +174,37 @@ class CurateConfig(Section):
     write_exclusions: bool = True
     """Write dropped documents with their reason to excluded.jsonl."""
     workers: int = 0
-    """Processes for the per-document filters (0: all local cores)."""
+    """Processes for the per-document filters (0: all local cores; with executor ray: all cluster CPUs)."""
+    executor: Literal["local", "ray"] = "local"
+    """Where the per-document filters run: `local` (this machine's cores) or `ray` (a Ray cluster,
+    `pip install ray`; dedup stays one global step on this machine). Same output either way."""
+    ray_address: str | None = None
+    """executor ray: the cluster to join ("auto", "ray://head:10001", ...); null starts a local one."""
+    rehydrate: bool = False
+    """Weight each kept document by its duplicate-cluster size (FineWeb2 rehydration) in the trainer's
+    sampling; off: every document weighs 1.0."""
+    rehydrate_weights: dict[int, float] = field(default_factory=lambda: {
+        1: 1.0, 2: 3.0, 3: 4.0, 4: 5.0, 5: 6.0, 7: 7.0, 8: 8.0, 11: 9.0, 17: 10.0, 26: 9.0, 31: 8.0,
+        46: 7.0, 52: 6.0, 63: 5.0, 75: 4.0, 96: 3.0, 118: 2.0, 145: 1.0,
+    })
+    """Rehydration step function: cluster size (at least this many copies) -> weight. Default: FineWeb2's
+    published up-to-10-repetitions weights for ita_Latn, less a one-off blip at size 123 (singletons 1,
+    clusters of 17-25 weigh 10, huge ones 1)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_language_score <= 1.0:
             self.fail("min_language_score", f"must be in [0, 1], got {self.min_language_score}")
+        for lang, score in self.language_thresholds.items():
+            if lang not in LANGUAGES:
+                self.fail("language_thresholds", f"unsupported language '{lang}'; choose from {', '.join(LANGUAGES)}")
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+                self.fail("language_thresholds", f"threshold of '{lang}' must be a number in [0, 1], got {score!r}")
+        from smoledge.data.fineweb_settings import QUALITY_FILTERS
+
+        bad = [name for name in self.quality_filters if name not in QUALITY_FILTERS]
+        if bad or len(set(self.quality_filters)) != len(self.quality_filters):
+            self.fail("quality_filters",
+                      f"got {self.quality_filters}; use each of {', '.join(QUALITY_FILTERS)} at most once")
         if self.min_words < 0 or self.max_words <= self.min_words:
             self.fail("max_words", f"need 0 <= min_words < max_words, got {self.min_words}, {self.max_words}")
         for key in ("max_duplicate_line_fraction", "max_top_ngram_fraction", "min_alpha_word_fraction",
@@ -148,6 +233,13 @@ class CurateConfig(Section):
             self.fail("minhash_ngram", f"must be >= 1, got {self.minhash_ngram}")
         if self.workers < 0:
             self.fail("workers", f"must be >= 0 (0 means all cores), got {self.workers}")
+        if self.ray_address is not None and self.executor != "ray":
+            self.fail("ray_address", "is only used with executor: ray; set curate.executor: ray or remove it")
+        if not self.rehydrate_weights or 1 not in self.rehydrate_weights:
+            self.fail("rehydrate_weights", f"needs a weight for cluster size 1, got {self.rehydrate_weights}")
+        for size, w in self.rehydrate_weights.items():
+            if size < 1 or w <= 0:
+                self.fail("rehydrate_weights", f"needs sizes >= 1 and weights > 0, got {size}: {w}")
 
 
 @dataclass

@@ -3,32 +3,48 @@
     smoledge curate build/quickstart.yaml
     # or: smoledge.runs.build(recipe, until="curate")
 
-Reads every source in recipe.data.sources (smoledge.data.readers), runs the
-per-document steps (smoledge.data.filters: boilerplate lines -> language ->
-Gopher quality -> Gopher repetition -> PII), removes exact and near
-duplicates (smoledge.data.dedup), then holds out documents for validation
-by a hash of their id. Writes into runs/<name>/curate/:
+Reads every source in recipe.data.sources (smoledge.data.readers) as a
+stream, cut into shards of BATCH_DOCS documents. Each shard runs, on a worker,
+the per-document steps (smoledge.data.filters: boilerplate lines -> language
+-> quality -> PII) and, for the survivors, the dedup signatures
+(smoledge.data.dedup: exact key + MinHash). The driver spills the survivors
+to disk as they come back (kept.partial.arrow, removed at the end) and keeps
+only their ids and signatures, removes exact and near duplicates over all
+documents at once, weights each kept document by its duplicate-cluster size
+when curate.rehydrate is on (FineWeb2 rehydration), holds out documents for
+validation by a hash of their id, and streams the result out.
+Writes into runs/<name>/curate/:
 
-  curated.parquet   id, text, lang, lang_score, source, url, split, dup_cluster_size
+  curated.parquet   id, text, lang, lang_score, source, url, split,
+                    dup_cluster_size, weight (sampling weight; 1.0 unless
+                    rehydrating), filter_stats (JSON: the steps the document
+                    passed and the numbers they counted on it), metadata (JSON:
+                    the reader's provenance, e.g. format, extractor, pages)
   excluded.jsonl    id, source, reason, text (first 200 characters, PII scrubbed)
 
-The per-document steps may run in a pool of curate.workers processes; the
-batches come back in order, so the output is the same as in one process.
+Where the shards run is curate.executor (smoledge.data.distributed): this
+process, a pool of local processes, or a Ray cluster. Results come back in
+shard order and every document is processed on its own, so the output is
+byte-identical whichever ran it. A document whose processing raises is
+dropped with reason "error:<ExceptionType>"; the run goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
-import os
+import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from smoledge.data.config import CurateConfig, SourceConfig
-from smoledge.data.filters import BatchResult, Pipeline, build_pipeline
 from smoledge.data.readers import Doc, read_source, resolve_paths
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, sha256_file
@@ -38,12 +54,20 @@ CURATED = "curated.parquet"
 EXCLUDED = "excluded.jsonl"
 BATCH_DOCS = 64
 # Below this many documents, starting worker processes (each loads the
-# language-ID model) costs more than it saves.
+# language-ID model and tokenizers) costs more than it saves.
 POOL_MIN_DOCS = 1000
 # Every language gets at least this many held-out documents (when it has
 # twice as many), so per-language perplexity is never computed on nothing.
 MIN_VALID_PER_LANGUAGE = 3
 EXCERPT_CHARS = 200
+# Survivors of the filters wait here (in the stage dir) for dedup; removed when the stage ends.
+SPILL = "kept.partial.arrow"
+# Parquet row group size of curated.parquet.
+ROW_GROUP_ROWS = 8192
+# Run through the pipeline once per worker, so the language-ID model loads at start, not on a real page.
+WARMUP_TEXT = "The weather was mild today and the market in the old town was open until the evening."
+
+log = logging.getLogger(__name__)
 
 
 def external_inputs(recipe: Any) -> dict[str, Any]:
@@ -64,79 +88,228 @@ def external_inputs(recipe: Any) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- reading
 
-def read_all(sources: list[SourceConfig], seed: int, progress: Any = None) -> tuple[list[Doc], dict[str, Any]]:
-    docs: list[Doc] = []
-    report: dict[str, Any] = {}
+def iter_sources(sources: list[SourceConfig], seed: int, report: dict[str, Any]) -> Iterator[Doc]:
+    """Every source's documents in recipe order; fills `report[source]` as each one ends."""
     for source in sources:
         stats: Counter = Counter()
-        start = len(docs)
+        count = 0
         for doc in read_source(source, seed, stats):
-            docs.append(doc)
-            if progress is not None and len(docs) % 500 == 0:
-                progress.update(f"reading {source.name}: {len(docs)} docs")
-        report[source.name] = {"docs": len(docs) - start, **dict(sorted(stats.items()))}
-    return docs, report
+            count += 1
+            yield doc
+        report[source.name] = {"docs": count, **dict(sorted(stats.items()))}
 
 
-# ----------------------------------------------------------------------------- per-document steps
+def excerpt(text: str, scrub_pii: bool) -> str:
+    """The start of a dropped page for excluded.jsonl; it must not leak what curation scrubs."""
+    from smoledge.data.pii import scrub
 
-_WORKER_PIPELINE: Pipeline | None = None
-
-
-def _init_worker(cfg: CurateConfig, languages: list[str]) -> None:
-    global _WORKER_PIPELINE
-    from smoledge.data.langid import identifier
-
-    _WORKER_PIPELINE = build_pipeline(cfg, languages)
-    identifier()  # load the model once per worker, not on its first batch
+    head = text[:EXCERPT_CHARS]
+    return scrub(head)[0] if scrub_pii else head
 
 
-def _process_batch(batch: list[tuple[int, Doc]]) -> BatchResult:
-    assert _WORKER_PIPELINE is not None
-    return _WORKER_PIPELINE.process(batch)
+# ----------------------------------------------------------------------------- per-document work (workers)
+
+@dataclass
+class Dropped:
+    index: int
+    """Read order of the document."""
+    id: str
+    source: str
+    reason: str
+    """"<step>:<reason>", "dedup:<reason>" or "error:<ExceptionType>"."""
+    excerpt: str
 
 
-def filter_docs(docs: list[Doc], cfg: CurateConfig, languages: list[str], workers: int,
-                progress: Any = None) -> tuple[BatchResult, int]:
-    """Run the per-document steps over `docs`; returns the merged result and the processes used."""
-    # Steps rewrite doc.text: they work on copies so `docs` stays as read.
-    indexed = [(i, dataclasses.replace(d)) for i, d in enumerate(docs)]
-    batches = [indexed[k:k + BATCH_DOCS] for k in range(0, len(indexed), BATCH_DOCS)]
-    workers = min(workers or os.cpu_count() or 1, max(len(batches), 1))
-    if len(docs) < POOL_MIN_DOCS:
+@dataclass
+class ShardResult:
+    """What one shard sends back to the driver."""
+
+    kept: list[tuple[int, Doc, str]] = field(default_factory=list)
+    """(read index, filtered document, filter_stats JSON) of the survivors, in order."""
+    keys: list[bytes] = field(default_factory=list)
+    """Exact-duplicate key of each survivor."""
+    signatures: np.ndarray | None = None
+    """(len(kept), num_perm) uint32 MinHash signatures of the survivors."""
+    dropped: list[Dropped] = field(default_factory=list)
+    stats: Counter = field(default_factory=Counter)
+    """The steps' counters, summed over the shard."""
+
+
+def doc_filter_stats(stats: Counter) -> str:
+    """One document's record of its pass through the steps, as compact sorted JSON:
+    {"passed": [steps in order], "<step>": {"<counter>": n, ...}, ...}."""
+    out: dict[str, Any] = {"passed": []}
+    for key, n in stats.items():
+        step, _, counter = key.partition(":")
+        if step == "dropped":
+            continue
+        if counter == "seen":
+            out["passed"].append(step)
+        else:
+            out.setdefault(step, {})[counter] = n
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class ShardWorker:
+    """The per-document steps and the dedup signer, built once per worker process."""
+
+    def __init__(self, cfg: CurateConfig, languages: list[str]):
+        from smoledge.data.dedup import Signer
+        from smoledge.data.filters import build_pipeline
+
+        self.pipeline = build_pipeline(cfg, languages)
+        self.signer = Signer(cfg.minhash_num_perm, cfg.minhash_ngram)
+        self.num_perm = cfg.minhash_num_perm
+        self.scrub_pii = cfg.scrub_pii
+        self._reported: set[str] = set()
+        self.pipeline.process([(-1, Doc(id="warmup", text=WARMUP_TEXT, source="warmup"))])
+
+    def __call__(self, shard: list[tuple[int, Doc]]) -> ShardResult:
+        out = ShardResult()
+        sigs: list[np.ndarray] = []
+        for i, doc in shard:
+            # Each document alone: its counters are its own, and one that raises takes nothing else down.
+            work = dataclasses.replace(doc)  # steps rewrite the text; `doc` keeps it as read
+            try:
+                res = self.pipeline.process([(i, work)])
+                signed = self.signer(res.kept[0][1].text) if res.kept else None
+            except Exception as exc:  # a bad page must not end the run: count it and go on
+                reason = f"error:{type(exc).__name__}"
+                if reason not in self._reported:  # once per type and worker, with the traceback
+                    self._reported.add(reason)
+                    log.warning("curate: document %r (source %s) raised; dropped as %s", doc.id, doc.source,
+                                reason, exc_info=True)
+                out.dropped.append(Dropped(i, doc.id, doc.source, reason, excerpt(doc.text, self.scrub_pii)))
+                continue
+            out.stats.update(res.stats)
+            if signed is not None:
+                out.kept.append((i, res.kept[0][1], doc_filter_stats(res.stats)))
+                out.keys.append(signed[0])
+                sigs.append(signed[1])
+            else:
+                reason = res.excluded[0][1]
+                out.dropped.append(Dropped(i, doc.id, doc.source, reason, excerpt(doc.text, self.scrub_pii)))
+        out.signatures = np.stack(sigs) if sigs else np.zeros((0, self.num_perm), dtype=np.uint32)
+        return out
+
+
+_WORKER: ShardWorker | None = None
+
+
+def _setup_worker(cfg: CurateConfig, languages: list[str]) -> None:
+    global _WORKER
+    _WORKER = ShardWorker(cfg, languages)
+
+
+def _run_shard(shard: list[tuple[int, Doc]]) -> ShardResult:
+    assert _WORKER is not None, "_setup_worker did not run in this process"
+    return _WORKER(shard)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _spill_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float64()),
+        ("source", pa.string()), ("url", pa.string()), ("filter_stats", pa.string()), ("metadata", pa.string()),
+    ])
+
+
+class Spill:
+    """The survivors of the filters on disk, as they come back (an Arrow IPC file, one record batch
+    per shard), so the driver holds only what dedup and the split need, never the texts."""
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+
+        self.path = path
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_file(self._sink, _spill_schema())
+        self._open = True
+
+    def append(self, kept: list[tuple[int, Doc, str]]) -> None:
+        import pyarrow as pa
+
+        if not kept:
+            return
+        docs = [d for _, d, _ in kept]
+        self._writer.write_batch(pa.record_batch({
+            "id": [d.id for d in docs], "text": [d.text for d in docs], "lang": [d.lang for d in docs],
+            "lang_score": [d.lang_score for d in docs], "source": [d.source for d in docs],
+            "url": [d.url for d in docs], "filter_stats": [stats for _, _, stats in kept],
+            "metadata": [json.dumps(d.metadata, sort_keys=True, ensure_ascii=False, default=str) for d in docs],
+        }, schema=_spill_schema()))
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+            self._sink.close()
+
+    def batches(self) -> Iterator[Any]:
+        """The record batches in order, read one at a time (not memory-mapped: mapped pages that were
+        read would count in the driver's resident memory until the end)."""
+        import pyarrow as pa
+
+        with pa.OSFile(str(self.path), "rb") as src:
+            reader = pa.ipc.open_file(src)
+            for k in range(reader.num_record_batches):
+                yield reader.get_batch(k)
+
+
+@dataclass
+class Filtered:
+    """All shards' results, merged in read order (the survivors' texts are in the spill)."""
+
+    read: int = 0
+    kept: list[Doc] = field(default_factory=list)
+    """Per survivor, in order: id, source, lang only (text left empty)."""
+    indices: list[int] = field(default_factory=list)
+    """Read index of each survivor."""
+    keys: list[bytes] = field(default_factory=list)
+    signatures: list[np.ndarray] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    stats: Counter = field(default_factory=Counter)
+
+    def absorb(self, res: ShardResult, spill: Spill) -> None:
+        spill.append(res.kept)
+        self.read += len(res.kept) + len(res.dropped)
+        self.kept += [Doc(id=d.id, text="", source=d.source, lang=d.lang) for _, d, _ in res.kept]
+        self.indices += [i for i, _, _ in res.kept]
+        self.keys += res.keys
+        self.signatures.append(res.signatures)
+        self.dropped += res.dropped
+        self.stats.update(res.stats)
+
+
+def _shards(docs: Iterable[Doc], size: int) -> Iterator[list[tuple[int, Doc]]]:
+    it = enumerate(docs)
+    while shard := list(itertools.islice(it, size)):
+        yield shard
+
+
+def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], spill: Spill,
+                progress: Any = None) -> tuple[Filtered, int]:
+    """Run the per-document work over `docs` (any iterable, read lazily) on cfg.executor, survivors
+    into `spill`; returns the merged result and how many workers ran."""
+    from smoledge.data.distributed import make_executor
+
+    docs = iter(docs)
+    head = list(itertools.islice(docs, POOL_MIN_DOCS))
+    workers = cfg.workers
+    if cfg.executor == "local" and len(head) < POOL_MIN_DOCS:
         workers = 1
-    merged = BatchResult()
-
-    def absorb(results) -> None:
-        for k, res in enumerate(results, 1):
-            merged.kept += res.kept
-            merged.excluded += res.excluded
-            merged.stats.update(res.stats)
-            if progress is not None:
-                progress.update("filtering", min(k * BATCH_DOCS, len(docs)), len(docs))
-
-    if workers == 1:
-        pipeline = build_pipeline(cfg, languages)
-        absorb(pipeline.process(b) for b in batches)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
-        # spawn, not fork: the parent may hold torch/OpenMP threads, which fork can deadlock.
-        # An executor (unlike multiprocessing.Pool, which respawns dead workers forever)
-        # fails fast when workers cannot start.
-        try:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                     initargs=(cfg, languages)) as pool:
-                absorb(pool.map(_process_batch, batches))  # map yields in submission order
-        except BrokenProcessPool as exc:
-            raise SmoledgeError(
-                f"curate worker processes died ({exc}); if you call smoledge from your own script, put the "
-                f"call under `if __name__ == '__main__':` (workers re-import the main module), or set "
-                f"curate.workers: 1"
-            ) from exc
-    return merged, workers
+    executor = make_executor(cfg.executor, workers, cfg.ray_address)
+    merged = Filtered()
+    shards = _shards(itertools.chain(head, docs), BATCH_DOCS)
+    for res in executor.map(_run_shard, shards, setup=_setup_worker, setup_args=(cfg, list(languages))):
+        merged.absorb(res, spill)
+        if progress is not None:
+            progress.update(f"filtering on {executor.workers} {cfg.executor} worker(s): {merged.read} docs, "
+                            f"{len(merged.kept)} kept")
+    return merged, executor.workers
 
 
 # ----------------------------------------------------------------------------- splits
@@ -164,120 +337,183 @@ def assign_splits(docs: list[Doc], seed: int, valid_fraction: float) -> list[str
 
 # ----------------------------------------------------------------------------- writing
 
-def write_curated(path: Path, docs: list[Doc], splits: list[str], cluster_sizes: list[int]) -> None:
+def _curated_schema() -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema([
+    return pa.schema([
         ("id", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float64()),
         ("source", pa.string()), ("url", pa.string()), ("split", pa.string()), ("dup_cluster_size", pa.int32()),
+        ("weight", pa.float64()), ("filter_stats", pa.string()), ("metadata", pa.string()),
     ])
-    table = pa.table({
-        "id": [d.id for d in docs],
-        "text": [d.text for d in docs],
-        "lang": [d.lang for d in docs],
-        "lang_score": [d.lang_score for d in docs],
-        "source": [d.source for d in docs],
-        "url": [d.url for d in docs],
-        "split": splits,
-        "dup_cluster_size": cluster_sizes,
-    }, schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
 
 
-def write_exclusions(path: Path, rows: list[tuple[Doc, str]], scrub_pii: bool) -> None:
-    from smoledge.data.pii import scrub
+def write_curated(path: Path, batches: Iterable[Any], keep: list[bool], splits: list[str],
+                  cluster_sizes: list[int], weights: list[float]) -> int:
+    """Stream the spilled survivors that `keep` marks into curated.parquet, with their split, cluster
+    size and weight (one entry per kept row, in order); returns the characters written.
 
+    Row groups hold ROW_GROUP_ROWS rows whatever the shard size, so the bytes depend on the
+    kept documents alone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = _curated_schema()
+    pos = out = chars = 0
+    pending = None
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch in batches:
+            n = batch.num_rows
+            kept = pa.Table.from_batches([batch]).filter(pa.array(keep[pos:pos + n], pa.bool_()))
+            pos += n
+            m = kept.num_rows
+            table = pa.table({
+                **{name: kept.column(name) for name in ("id", "text", "lang", "lang_score", "source", "url")},
+                "split": splits[out:out + m], "dup_cluster_size": cluster_sizes[out:out + m],
+                "weight": weights[out:out + m], "filter_stats": kept.column("filter_stats"),
+                "metadata": kept.column("metadata"),
+            }, schema=schema)
+            out += m
+            chars += pc.sum(pc.utf8_length(kept.column("text"))).as_py() or 0
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            while pending.num_rows >= ROW_GROUP_ROWS:
+                writer.write_table(pending.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                pending = pending.slice(ROW_GROUP_ROWS)
+        if pending is not None and pending.num_rows:
+            writer.write_table(pending, row_group_size=ROW_GROUP_ROWS)
+    return chars
+
+
+def dedup_exclusions(batches: Iterable[Any], filtered: Filtered, keep: list[bool], reason: list[str | None],
+                     scrub_pii: bool) -> list[Dropped]:
+    """The survivors of the filters that dedup dropped, with an excerpt of their spilled text."""
+    out: list[Dropped] = []
+    pos = 0
+    for batch in batches:
+        n = batch.num_rows
+        texts = batch.column("text")
+        for r in range(n):
+            if not keep[pos + r]:
+                doc = filtered.kept[pos + r]
+                out.append(Dropped(filtered.indices[pos + r], doc.id, doc.source, f"dedup:{reason[pos + r]}",
+                                   excerpt(texts[r].as_py(), scrub_pii)))
+        pos += n
+    return out
+
+
+def write_exclusions(path: Path, rows: list[Dropped]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for doc, reason in rows:
-            excerpt = doc.text[:EXCERPT_CHARS]
-            if scrub_pii:  # the exclusion log must not leak what curation scrubs
-                excerpt = scrub(excerpt)[0]
-            f.write(json.dumps({"id": doc.id, "source": doc.source, "reason": reason, "text": excerpt},
+        for r in rows:
+            f.write(json.dumps({"id": r.id, "source": r.source, "reason": r.reason, "text": r.excerpt},
                                ensure_ascii=False) + "\n")
+
+
+def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> dict[str, dict[str, Any]]:
+    """Per step, in pipeline order: documents seen, dropped, per reason (and the step's counters);
+    then dedup and errors, which are not pipeline steps."""
+    from smoledge.data.filters import filter_metrics
+
+    steps = filter_metrics(stats)
+    order = [key.removesuffix(":seen") for key in stats if key.endswith(":seen")]  # first shard's step order
+    out = {s: steps[s] for s in order if s in steps} | {s: v for s, v in steps.items() if s not in order}
+    extra: dict[str, Counter] = {"dedup": Counter(), "error": Counter()}
+    for r in dropped:
+        step, _, reason = r.reason.partition(":")
+        if step in extra:
+            extra[step][reason] += 1
+    out["dedup"] = {"seen": deduped, "dropped": extra["dedup"].total(), "reasons": dict(sorted(extra["dedup"].items()))}
+    if extra["error"]:
+        out["error"] = {"dropped": extra["error"].total(), "reasons": dict(sorted(extra["error"].items()))}
+    return out
 
 
 # ----------------------------------------------------------------------------- the stage
 
 def run(ctx: StageContext) -> StageResult:
-    from smoledge.data.dedup import deduplicate
-
     recipe = ctx.recipe
-    cfg: CurateConfig = recipe.curate
-    timings: dict[str, float] = {}
+    spill = Spill(ctx.dir / SPILL)
+    try:
+        return _run(ctx, recipe, recipe.curate, spill)
+    finally:
+        spill.close()
+        spill.path.unlink(missing_ok=True)
 
+
+def _run(ctx: StageContext, recipe: Any, cfg: CurateConfig, spill: Spill) -> StageResult:
+    from smoledge.data.dedup import cluster, rehydration_weights
+
+    timings: dict[str, float] = {}
     t = time.time()
     ctx.progress.update("reading sources")
-    raw, read_report = read_all(recipe.data.sources, recipe.seed, ctx.progress)
-    timings["read"] = time.time() - t
-    if not raw:
+    read_report: dict[str, Any] = {}
+    docs = iter_sources(recipe.data.sources, recipe.seed, read_report)
+    filtered, workers = filter_docs(docs, cfg, list(recipe.data.languages), spill, ctx.progress)
+    spill.close()
+    timings["read_and_filter"] = time.time() - t
+    if not filtered.read:
         raise SmoledgeError(
             f"no documents were read from data.sources ({', '.join(s.name for s in recipe.data.sources)}); "
             f"check their paths and text_field (read report: {read_report})"
         )
 
     t = time.time()
-    filtered, workers = filter_docs(raw, cfg, list(recipe.data.languages), cfg.workers, ctx.progress)
-    timings["filter"] = time.time() - t
-
-    t = time.time()
-    kept_docs = [d for _, d in filtered.kept]
-    dd = deduplicate(
-        [d.text for d in kept_docs], num_perm=cfg.minhash_num_perm, bands=cfg.minhash_bands,
-        rows=cfg.minhash_rows, ngram=cfg.minhash_ngram, exact=cfg.dedup_exact,
-        progress=lambda done, total: ctx.progress.update("near-dedup (MinHash LSH)", done, total),
-    )
+    sigs = np.concatenate(filtered.signatures) if filtered.signatures else None  # (n_kept, num_perm)
+    dd = cluster(filtered.keys, sigs, cfg.minhash_bands, cfg.minhash_rows, exact=cfg.dedup_exact,
+                 progress=lambda done, total: ctx.progress.update("near-dedup (MinHash LSH)", done, total))
     timings["dedup"] = time.time() - t
 
-    # Exclusions in read order, each with the text it had when it was dropped.
-    dropped: list[tuple[int, Doc, str]] = [(i, raw[i], reason) for i, reason in filtered.excluded]
-    final: list[Doc] = []
-    cluster_sizes: list[int] = []
-    for (i, doc), keep, reason, size in zip(filtered.kept, dd.keep, dd.reason, dd.cluster_size):
-        if keep:
-            final.append(doc)
-            cluster_sizes.append(size)
-        else:
-            dropped.append((i, doc, f"dedup:{reason}"))
-    dropped.sort(key=lambda x: x[0])
+    # Exclusions in read order: the filters' (with the text as read), then dedup's (text as filtered).
+    dropped = filtered.dropped + dedup_exclusions(spill.batches(), filtered, dd.keep, dd.reason, cfg.scrub_pii)
+    dropped.sort(key=lambda r: r.index)
+    final = [doc for doc, keep in zip(filtered.kept, dd.keep) if keep]
     if not final:
-        top = Counter(r for _, _, r in dropped).most_common(3)
+        top = Counter(r.reason for r in dropped).most_common(3)
         raise SmoledgeError(
-            f"curation kept none of {len(raw)} documents (top reasons: {top}); check data.languages and the "
+            f"curation kept none of {filtered.read} documents (top reasons: {top}); check data.languages and the "
             f"curate thresholds, and see {ctx.dir / EXCLUDED}"
         )
+    cluster_sizes = [size for size, keep in zip(dd.cluster_size, dd.keep) if keep]
+    weights = rehydration_weights(cluster_sizes, cfg.rehydrate_weights) if cfg.rehydrate else [1.0] * len(final)
 
     t = time.time()
     ctx.progress.update("writing curated.parquet")
     splits = assign_splits(final, recipe.seed, recipe.data.valid_fraction)
     curated = ctx.dir / CURATED
-    write_curated(curated, final, splits, cluster_sizes)
+    kept_chars = write_curated(curated, spill.batches(), dd.keep, splits, cluster_sizes, weights)
     outputs = [curated]
     if cfg.write_exclusions:
-        write_exclusions(ctx.dir / EXCLUDED, [(d, r) for _, d, r in dropped], cfg.scrub_pii)
+        write_exclusions(ctx.dir / EXCLUDED, dropped)
         outputs.append(ctx.dir / EXCLUDED)
     timings["write"] = time.time() - t
 
     kept_per_lang = Counter(d.lang for d in final)
     valid_per_lang = Counter(d.lang for d, s in zip(final, splits) if s == "valid")
     stats = filtered.stats
+    filters = per_filter_metrics(stats, dropped, deduped=len(filtered.kept))
     metrics = {
-        "read": len(raw),
+        "read": filtered.read,
         "read_per_source": read_report,
         "kept": len(final),
         "dropped_total": len(dropped),
-        "dropped": dict(sorted(Counter(r for _, _, r in dropped).items())),
+        "dropped": dict(sorted(Counter(r.reason for r in dropped).items())),
+        "filters": filters,
+        "filter_order": list(filters),  # the record's JSON sorts keys; this keeps the pipeline order
         "kept_per_language": dict(sorted(kept_per_lang.items())),
         "train_docs": splits.count("train"),
         "valid_docs": splits.count("valid"),
         "valid_per_language": dict(sorted(valid_per_lang.items())),
+        "dup_cluster_sizes": {str(k): v for k, v in sorted(Counter(cluster_sizes).items())},
+        "rehydrate": cfg.rehydrate,
+        "weighted_docs": round(sum(weights), 3),
         "boilerplate_lines_removed": stats.get("boilerplate:lines_removed", 0),
         "emails_replaced": stats.get("pii:emails_replaced", 0),
         "ips_replaced": stats.get("pii:ips_replaced", 0),
-        "kept_chars": sum(len(d.text) for d in final),
+        "kept_chars": kept_chars,
+        "executor": cfg.executor,
         "workers": workers,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
-    summary = f"kept {len(final)}/{len(raw)} docs ({len(kept_per_lang)} langs)"
+    drops = ", ".join(f"{step} {v['dropped']}" for step, v in filters.items() if v["dropped"])
+    summary = f"kept {len(final)}/{filtered.read} docs ({len(kept_per_lang)} langs)"
+    summary += f"; dropped {drops}" if drops else ""
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=curated)

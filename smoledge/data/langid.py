@@ -6,6 +6,13 @@
 The model covers 97 languages; it is never restricted to the target ones,
 otherwise a Dutch page would be forced into "de" or "en" with a confident
 score instead of being recognised as foreign.
+
+Why py3langid (benchmarks/langid_compare.py, real prose in the six languages):
+on paragraph-size text it and lingua-language-detector are both 100% right
+and confident; on 1-3 sentences py3langid is right 99.3% of the time against
+lingua's 99.4% (high-accuracy mode), while lingua is ~10x slower, loads in
+~20 s and holds ~1.3 GB in each curate worker (py3langid: ~1 s, ~0.1 GB).
+Both ship their model inside the PyPI package, so both run offline.
 """
 
 from __future__ import annotations

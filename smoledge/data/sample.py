@@ -42,7 +42,7 @@ from smoledge.data.lexicon.foreign import SITES as FOREIGN_SITES
 from smoledge.io import atomic_path
 
 # Bump whenever the generated output changes (curate fingerprints it).
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 
 LANGUAGES = ("en", "fr", "es", "de", "it", "pt")
 TOPICS = ("weather", "cooking", "travel", "science", "sport", "city")
@@ -63,7 +63,12 @@ MIN_WORDS, MAX_WORDS = 80, 400          # body length of a page
 NEAR_DUP_JACCARD = (0.82, 0.95)          # word 5-gram shingle Jaccard with the original
 TOPIC_SENTENCE_SHARE = 0.75              # the rest come from the language's generic sentences
 CONNECTIVE_RATE = 0.15                   # sentences prefixed by "however," etc.
+# Statements joined to the previous one by "and": web prose has longer sentences than the
+# templates, and FineWeb2's share-of-alphabetic-words floor (es: 0.825) counts every "." as a word.
+JOIN_RATE = 0.3
+_AND = {"en": "and", "fr": "et", "es": "y", "de": "und", "it": "e", "pt": "e"}
 TITLE_RATE = 0.6                         # pages that start with a title line
+MIN_SENTENCES = 6                        # C4's rule (FineWeb, English) drops pages with fewer than 5
 
 _REF = re.compile(r"\{(@?)([a-z_0-9]+)\}")
 _WORD = re.compile(r"\w+")
@@ -181,29 +186,47 @@ def _capitalize(s: str) -> str:
 def _prose(rng: random.Random, ex: _Expander, lang: str, target_words: int) -> list[str]:
     """Paragraphs of topic prose, about `target_words` words."""
     conn = ex.rules.get("conn", [])
-    # Each template is used once per page until its pool runs dry (no page
-    # says "as X likes to say" three times).
-    pools = {"topic": list(ex.rules["s"]), "common": list(_rules(lang, None)["s"])}
-    left = {k: [] for k in pools}
+    # Each template is used at most once per page, and the page ends when both
+    # pools run dry: a template said twice repeats its fixed words, which is
+    # what Gopher's duplicated n-gram rules rightly drop.
+    left = {"topic": list(ex.rules["s"]), "common": list(_rules(lang, None)["s"])}
+    for pool in left.values():
+        rng.shuffle(pool)
     out: list[str] = []
-    words = 0
-    while words < target_words:
+    words = sentences = 0
+    while (words < target_words or sentences < MIN_SENTENCES) and (left["topic"] or left["common"]):
         para: list[str] = []
+        joined = False
         for _ in range(rng.randint(3, 6)):
             which = "topic" if rng.random() < TOPIC_SENTENCE_SHARE else "common"
             if not left[which]:
-                left[which] = pools[which][:]
-                rng.shuffle(left[which])
+                which = "common" if which == "topic" else "topic"
+            if not left[which]:
+                break
             s = ex.sentence(left[which].pop())
             question = s.endswith("?")
-            if conn and not question and rng.random() < CONNECTIVE_RATE:
-                s = f"{rng.choice(conn)} {s}"
-            para.append(_capitalize(s))
+            if para and not joined and para[-1].endswith(".") and not question and rng.random() < JOIN_RATE:
+                s = f"{_conjunction(lang, s)} {s}"
+                para[-1] = f"{para[-1][:-1]} {s}"
+                joined = True  # two clauses at most: no "a and b and c" chains
+            else:
+                joined = False
+                if conn and not question and rng.random() < CONNECTIVE_RATE:
+                    s = f"{rng.choice(conn)} {s}"
+                para.append(_capitalize(s))
+                sentences += 1
             words += len(s.split())
-            if words >= target_words:
+            if words >= target_words and sentences >= MIN_SENTENCES:
                 break
         out.append(" ".join(para))
     return out
+
+
+def _conjunction(lang: str, following: str) -> str:
+    """The language's "and" before `following` (Spanish writes "e" before an /i/ sound)."""
+    if lang == "es" and following.lower().startswith(("i", "hi")) and not following.lower().startswith("hie"):
+        return "e"
+    return _AND[lang]
 
 
 class _Page:

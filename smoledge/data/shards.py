@@ -4,7 +4,8 @@ For a split `train` in directory D:
   D/train.bin          token ids, uint16 or uint32, documents back to back,
                        each followed by EOS
   D/train.index.npz    offsets (int64, n_docs+1), lang (int16 index into
-                       meta.languages), source (int16 index into meta.sources)
+                       meta.languages), source (int16 index into meta.sources),
+                       weight (float32 sampling weight, e.g. rehydration; 1.0 by default)
   D/train.meta.json    dtype, n_tokens, n_docs, languages, sources, vocab_size
 
 The trainer streams `tokens[offsets[i]:offsets[i+1]]` per document.
@@ -31,11 +32,11 @@ def pick_dtype(vocab_size: int, requested: str = "auto") -> str:
 def write_split(
     out_dir: Path,
     split: str,
-    docs: Iterable[tuple[list[int], str, str]],
+    docs: Iterable[tuple[list[int], str, str] | tuple[list[int], str, str, float]],
     vocab_size: int,
     dtype: str = "auto",
 ) -> list[Path]:
-    """Write one split from (token ids incl. trailing EOS, lang, source) triples."""
+    """Write one split from (token ids incl. trailing EOS, lang, source[, sampling weight]) tuples."""
     out_dir.mkdir(parents=True, exist_ok=True)
     np_dtype = np.dtype(pick_dtype(vocab_size, dtype))
     offsets = [0]
@@ -43,9 +44,10 @@ def write_split(
     sources: list[str] = []
     lang_idx: list[int] = []
     src_idx: list[int] = []
+    weights: list[float] = []
     bin_path = out_dir / f"{split}.bin"
     with atomic_path(bin_path) as tmp, open(tmp, "wb") as f:
-        for ids, lang, source in docs:
+        for ids, lang, source, *weight in docs:
             arr = np.asarray(ids, dtype=np.int64)
             if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
                 raise ValueError(f"token id out of range for vocab_size {vocab_size}")
@@ -57,6 +59,7 @@ def write_split(
                 sources.append(source)
             lang_idx.append(langs.index(lang))
             src_idx.append(sources.index(source))
+            weights.append(weight[0] if weight else 1.0)
     index_path = out_dir / f"{split}.index.npz"
     with atomic_path(index_path) as tmp:
         with open(tmp, "wb") as f:
@@ -65,6 +68,7 @@ def write_split(
                 offsets=np.asarray(offsets, dtype=np.int64),
                 lang=np.asarray(lang_idx, dtype=np.int16),
                 source=np.asarray(src_idx, dtype=np.int16),
+                weight=np.asarray(weights, dtype=np.float32),
             )
     meta_path = out_dir / f"{split}.meta.json"
     atomic_write_json(meta_path, {
@@ -85,6 +89,8 @@ class Shard:
     languages: list[str]
     sources: list[str]
     vocab_size: int
+    weight: np.ndarray | None = None
+    """Per-document sampling weight (float32); None for shards written before it existed."""
 
     @classmethod
     def open(cls, directory: str | Path, split: str) -> "Shard":
@@ -98,7 +104,8 @@ class Shard:
         # allow_pickle=False: the index is plain arrays, never objects.
         with np.load(directory / f"{split}.index.npz", allow_pickle=False) as idx:
             offsets, lang, source = idx["offsets"], idx["lang"], idx["source"]
-        return cls(tokens, offsets, lang, source, meta["languages"], meta["sources"], meta["vocab_size"])
+            weight = idx["weight"] if "weight" in idx.files else None
+        return cls(tokens, offsets, lang, source, meta["languages"], meta["sources"], meta["vocab_size"], weight)
 
     @property
     def num_docs(self) -> int:

@@ -9,7 +9,8 @@ writes into runs/<name>/tokenizer/:
 
   tokenizer/        the HF tokenizer (tokenizer.json, tokenizer_config.json, ...)
   shards/           train.* and valid.* (smoledge.data.shards): each document's
-                    token ids followed by EOS (id 0), with its language and source
+                    token ids followed by EOS (id 0), with its language, source and
+                    sampling weight (curate's `weight` column: rehydration, or 1.0)
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ ENCODE_BATCH = 256
 
 
 def load_curated(path: Path) -> dict[str, list[Any]]:
-    """The columns of curated.parquet the tokenizer needs."""
+    """The columns of curated.parquet the tokenizer needs (`weight` is 1.0 where curate wrote none)."""
     import pyarrow.parquet as pq
 
     if not path.exists():
         raise SmoledgeError(f"{path} is missing; run `smoledge curate` for this recipe first")
     need = ["text", "lang", "source", "split"]
-    missing = set(need) - set(pq.read_schema(path).names)
+    names = pq.read_schema(path).names
+    missing = set(need) - set(names)
     if missing:
         raise SmoledgeError(f"{path} lacks column(s) {sorted(missing)}; re-run the curate stage (--force curate)")
-    table = pq.read_table(path, columns=need)
-    return {name: table.column(name).to_pylist() for name in need}
+    has_weight = "weight" in names
+    table = pq.read_table(path, columns=need + (["weight"] if has_weight else []))
+    cols = {name: table.column(name).to_pylist() for name in need}
+    cols["weight"] = table.column("weight").to_pylist() if has_weight else [1.0] * table.num_rows
+    return cols
 
 
 def _fmt_count(n: int) -> str:
@@ -85,7 +90,7 @@ def run(ctx: StageContext) -> StageResult:
         lang_tokens: Counter = Counter()
         done = 0
 
-        def encoded() -> Iterator[tuple[list[int], str, str]]:
+        def encoded() -> Iterator[tuple[list[int], str, str, float]]:
             nonlocal done, total_bytes, total_tokens
             for k in range(0, len(idx), ENCODE_BATCH):
                 chunk = idx[k:k + ENCODE_BATCH]
@@ -95,7 +100,7 @@ def run(ctx: StageContext) -> StageResult:
                     lang_tokens[cols["lang"][i]] += len(doc_ids) + 1
                     total_bytes += len(text.encode("utf-8"))
                     total_tokens += len(doc_ids)
-                    yield doc_ids + [eos], cols["lang"][i], cols["source"][i]
+                    yield doc_ids + [eos], cols["lang"][i], cols["source"][i], cols["weight"][i]
                 done += len(chunk)
                 ctx.progress.update(f"tokenizing {split}", done, len(idx))
 

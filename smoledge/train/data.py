@@ -17,8 +17,9 @@ at the EOS (the next document's first token) cannot be predicted from this
 document, so it is -100. The same holds wherever a row fragment ends.
 
 Sampling: each draw picks a document with probability proportional to
-(its length) x (source weight) x (language weight), so the weights rescale each
-(source, language)'s natural token share. Documents longer than a row are
+(its length) x (source weight) x (language weight) x (its own weight in the shard
+index: FineWeb2 rehydration when curate.rehydrate is on, else 1.0), so the weights
+rescale each (source, language)'s natural token share. Documents longer than a row are
 cropped to a random row-sized window, so long documents do not flood a batch.
 """
 
@@ -93,14 +94,16 @@ def pack(pieces: list[np.ndarray], batch_size: int, seq_len: int) -> Batch:
 
 
 def mixture_weights(shard: Shard, data: "DataConfig") -> np.ndarray:
-    """Per-document weight: data.sources[name].weight x data.language_weights.get(lang, 1.0).
+    """Per-document weight: data.sources[name].weight x data.language_weights.get(lang, 1.0) x the
+    document's own weight in the shard (curate's rehydration weight; 1.0 in shards without one).
 
     Sources in the shard that the recipe does not name weigh 1.0."""
     by_source = {s.name: s.weight for s in data.sources}
     src_w = np.array([by_source.get(name, 1.0) for name in shard.sources] or [1.0], dtype=np.float64)
     lang_w = np.array([data.language_weights.get(lang, 1.0) for lang in shard.languages] or [1.0],
                       dtype=np.float64)
-    return src_w[shard.source] * lang_w[shard.lang]
+    doc_w = 1.0 if shard.weight is None else shard.weight.astype(np.float64)
+    return src_w[shard.source] * lang_w[shard.lang] * doc_w
 
 
 class PackedSampler:
