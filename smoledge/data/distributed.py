@@ -41,6 +41,7 @@ deterministic, for what is a plain ordered map.
 
 from __future__ import annotations
 
+import abc
 import logging
 import multiprocessing as mp
 import os
@@ -57,14 +58,15 @@ from smoledge.errors import SmoledgeError
 IN_FLIGHT_PER_WORKER = 2
 
 
-class Executor:
+class Executor(abc.ABC):
     """Maps `task` over items in order; `workers` says how many ran (known once `map` started)."""
 
     workers: int = 1
 
+    @abc.abstractmethod
     def map(self, task: Callable[[Any], Any], items: Iterable[Any], setup: Callable[..., None],
             setup_args: tuple = ()) -> Iterator[Any]:
-        raise NotImplementedError
+        """Results of `task(item)` in the order of `items`, after `setup(*setup_args)` on each worker."""
 
 
 class InProcess(Executor):
