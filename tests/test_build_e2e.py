@@ -7,15 +7,12 @@ code paths, with shapes and step counts cut so it runs in about a minute.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from test_serve_api import start_server, stop_server
 
 from smoledge.recipe import Recipe
 from smoledge.runs import RECORD, STAGES, build
@@ -82,30 +79,10 @@ def test_downstream_change_keeps_upstream(built: Path) -> None:
     assert ran == ["package"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_bundle_answers_completions(built: Path) -> None:
-    port = _free_port()
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smoledge.cli", "serve", str(built / "tiny-e2e" / "bundle"), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    proc, url = start_server(built / "tiny-e2e" / "bundle")
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("server did not become ready")
-        resp = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+        resp = httpx.post(f"{url}/v1/completions",
                           json={"prompt": "The weather", "max_tokens": 8, "temperature": 0}, timeout=60)
         assert resp.status_code == 200, resp.text
         body = resp.json()
@@ -113,5 +90,4 @@ def test_serve_bundle_answers_completions(built: Path) -> None:
         assert body["choices"][0]["text"]
         assert body["usage"]["completion_tokens"] > 0
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        assert "Traceback" not in stop_server(proc)

@@ -138,16 +138,8 @@ class _Lines:
         return line
 
     def read(self, n: int) -> bytes:
-        parts = [self._buf[:n]]
-        self._buf = self._buf[n:]
-        got = len(parts[0])
-        while got < n:
-            chunk = self._read(min(CHUNK, n - got))
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+        head, self._buf = self._buf[:n], self._buf[n:]
+        return head + _read_capped(self._read, n - len(head))
 
     def skip(self, n: int) -> int:
         skipped = 0
@@ -244,10 +236,11 @@ def _media_type(value: str | None) -> tuple[str, str | None]:
     return value.split(";", 1)[0].strip().lower(), charset_from_content_type(value)
 
 
-def _read_capped(stream, limit: int) -> bytes:
+def _read_capped(read: Callable[[int], bytes], limit: int) -> bytes:
+    """Up to `limit` bytes from `read`, in CHUNK-sized calls, stopping at end of input."""
     parts, got = [], 0
     while got < limit:
-        chunk = stream.read(min(CHUNK, limit - got))
+        chunk = read(min(CHUNK, limit - got))
         if not chunk:
             break
         parts.append(chunk)
@@ -272,7 +265,7 @@ def _to_record(rec, fallback_id: str, clipped: bool, stats: Counter, max_payload
     if identified:
         media = identified
     try:
-        payload = _read_capped(rec.content_stream(), max_payload + 1)
+        payload = _read_capped(rec.content_stream().read, max_payload + 1)
     except Exception:  # bad chunking or content encoding (zlib, brotli, ValueError...)
         if not truncated:
             stats["skipped:warc_bad_payload"] += 1
