@@ -24,7 +24,9 @@ import contextlib
 import fcntl
 import hashlib
 import importlib
+import io
 import json
+import os
 import platform
 import shutil
 import sys
@@ -61,6 +63,8 @@ class StageSpec:
     """Recipe sections this stage's behaviour depends on."""
     dirname: str = ""
     """Directory under runs/<name>/ (defaults to the stage name)."""
+    multiprocess: bool = False
+    """Runs on every torchrun rank (training). Other stages run on rank 0 while the rest wait."""
 
     @property
     def dir(self) -> str:
@@ -70,8 +74,10 @@ class StageSpec:
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("curate", "smoledge.data.curate", (), ("seed", "data", "curate")),
     StageSpec("train-tokenizer", "smoledge.data.tokenize", ("curate",), ("tokenizer", "data"), "tokenizer"),
-    StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain")),
-    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain"), ("student", "distill")),
+    StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain"),
+              multiprocess=True),
+    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain"), ("student", "distill"),
+              multiprocess=True),
     StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
     StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"), ("evaluate",)),
     StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
@@ -115,6 +121,12 @@ class StageContext:
 
     stages: tuple[StageSpec, ...] = STAGES
     """The pipeline this stage belongs to."""
+    rank: int = 0
+    """torchrun rank of this process (0 outside torchrun); only rank 0 writes shared files."""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     def stage_dir(self, name: str) -> Path:
         """Directory of an upstream stage."""
@@ -217,6 +229,45 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class _Ranks:
+    """torchrun coordination for `build`: rank 0 decides and writes, every rank runs training stages.
+
+    Outside torchrun (WORLD_SIZE unset or 1) every method is a no-op and torch is never imported."""
+
+    def __init__(self) -> None:
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.world > 1:
+            from smoledge.train.runtime import ensure_process_group
+
+            ensure_process_group()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def agree(self, flag: bool) -> bool:
+        if self.world == 1:
+            return flag
+        from smoledge.train.runtime import agree
+
+        return agree(flag)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            from smoledge.train.runtime import barrier
+
+            barrier()
+
+    def close(self) -> None:
+        """Leave the process group, so torchrun's workers exit cleanly."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
 def build(
     recipe: Any,
     runs_root: str | Path = "runs",
@@ -225,7 +276,10 @@ def build(
     out: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     stages: tuple[StageSpec, ...] = STAGES,
 ) -> list[StageOutcome]:
-    """Run every stage (or those up to `until`), skipping the ones that are up to date."""
+    """Run every stage (or those up to `until`), skipping the ones that are up to date.
+
+    Under torchrun, rank 0 takes the lock, decides what is up to date and writes every
+    record; stages marked `multiprocess` run on all ranks, the others on rank 0 alone."""
     names = [s.name for s in stages]
     if until is not None:
         if until not in names:
@@ -233,60 +287,81 @@ def build(
         stages = stages[: names.index(until) + 1]
     # Absolute, so stages may return paths however they built them.
     run_dir = Path(runs_root).resolve() / recipe.name
+    ranks = _Ranks()
+    if not ranks.is_main:
+        out = lambda s: None  # noqa: E731 - rank 0 speaks for the job
     outcomes: list[StageOutcome] = []
     fingerprints: dict[str, str] = {}
-    with _run_lock(run_dir):
+    with contextlib.ExitStack() as stack:
+        stack.callback(ranks.close)
+        if ranks.is_main:
+            stack.enter_context(_run_lock(run_dir))
         for i, s in enumerate(stages, 1):
             module = importlib.import_module(s.module)
             external = module.external_inputs(recipe) if hasattr(module, "external_inputs") else {}
             fp = stage_fingerprint(recipe, s, {d: fingerprints[d] for d in s.deps}, external)
+            fingerprints[s.name] = fp
             stage_dir = run_dir / s.dir
             record = read_record(stage_dir)
             label = f"[{i}/{len(stages)}] {s.name}"
-            if (
+            up_to_date = ranks.agree(
                 s.name not in force
                 and record is not None
                 and record.get("fingerprint") == fp
                 and outputs_intact(stage_dir, record)
-            ):
-                fingerprints[s.name] = fp
-                outcomes.append(StageOutcome(s.name, "skipped", 0.0, record))
+            )
+            if up_to_date:
+                outcomes.append(StageOutcome(s.name, "skipped", 0.0, record or {}))
                 out(f"{label}: up to date, skipped")
                 continue
-            resuming = _prepare_dir(stage_dir, fp)
+            participates = ranks.is_main or s.multiprocess
+            resuming = _prepare_dir(stage_dir, fp) if ranks.is_main else True
+            ranks.barrier()  # the directory is ready before any rank writes into it
+            if not participates:
+                ranks.barrier()  # wait for rank 0 to finish this stage
+                outcomes.append(StageOutcome(s.name, "ran", 0.0, read_record(stage_dir) or {}))
+                continue
             out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
-            progress = Progress(label)
+            progress = Progress(label) if ranks.is_main else Progress(label, stream=io.StringIO())
             t0 = time.time()
-            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages)
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages,
+                               rank=ranks.rank)
             result: StageResult = module.run(ctx)
             progress.close()
             seconds = time.time() - t0
-            outputs = {}
-            for p in result.outputs:
-                p = Path(p)
-                full = p.resolve() if p.is_absolute() else (stage_dir / p).resolve()
-                rel = full.relative_to(stage_dir).as_posix()
-                outputs[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
-            record = {
-                "stage": s.name,
-                "fingerprint": fp,
-                "config": {k: _plain(getattr(recipe, k)) for k in s.sections},
-                "inputs": {"upstream": {d: fingerprints[d] for d in s.deps}, "external": external},
-                "outputs": outputs,
-                "metrics": result.metrics,
-                "summary": result.summary,
-                "artifact": _display(result.artifact) if result.artifact else None,
-                "wall_time_s": round(seconds, 3),
-                "resumed": resuming,
-                "finished": _now(),
-                "versions": library_versions(),
-            }
-            atomic_write_json(stage_dir / RECORD, record)
-            (stage_dir / INPROGRESS).unlink(missing_ok=True)
-            fingerprints[s.name] = fp
+            record = (_write_record(s, stage_dir, result, fp, fingerprints, external, recipe, seconds, resuming)
+                      if ranks.is_main else {})
+            ranks.barrier()  # the record is on disk (and a rank-0-only stage releases the waiting ranks)
             outcomes.append(StageOutcome(s.name, "ran", seconds, record))
             out(f"{label}: done in {seconds:.1f}s  {result.summary}")
     return outcomes
+
+
+def _write_record(s: StageSpec, stage_dir: Path, result: StageResult, fp: str, fingerprints: dict[str, str],
+                  external: dict[str, Any], recipe: Any, seconds: float, resuming: bool) -> dict[str, Any]:
+    outputs = {}
+    for p in result.outputs:
+        p = Path(p)
+        full = p.resolve() if p.is_absolute() else (stage_dir / p).resolve()
+        rel = full.relative_to(stage_dir).as_posix()
+        outputs[rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
+    record = {
+        "stage": s.name,
+        "fingerprint": fp,
+        "config": {k: _plain(getattr(recipe, k)) for k in s.sections},
+        "inputs": {"upstream": {d: fingerprints[d] for d in s.deps}, "external": external},
+        "outputs": outputs,
+        "metrics": result.metrics,
+        "summary": result.summary,
+        "artifact": _display(result.artifact) if result.artifact else None,
+        "wall_time_s": round(seconds, 3),
+        "resumed": resuming,
+        "finished": _now(),
+        "versions": library_versions(),
+    }
+    atomic_write_json(stage_dir / RECORD, record)
+    (stage_dir / INPROGRESS).unlink(missing_ok=True)
+    return record
 
 
 def summary_table(outcomes: list[StageOutcome]) -> str:

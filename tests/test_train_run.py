@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from smoledge.data.shards import Shard, write_split
 from smoledge.errors import SmoledgeError
@@ -24,7 +26,8 @@ from smoledge.runs import StageContext
 from smoledge.train.checkpoint import checkpoint_dirs, latest_checkpoint, load_checkpoint
 from smoledge.train.config import PretrainConfig
 from smoledge.train.data import PackedSampler, validation_batches
-from smoledge.train.loop import evaluate, lm_loss, read_metrics, train
+from smoledge.train.loop import evaluate, train
+from smoledge.train.metrics import read_metrics
 from smoledge.train.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,40 +95,73 @@ def pretrained(tokenized: Path, recipe: Recipe):
 
 # --- the loop -------------------------------------------------------------------------------
 
-def _loop_run(tokenized: Path, out: Path, optimizer: str, loss_fn=lm_loss):
+class Planted(PackedSampler):
+    """The real sampler, except that chosen batch indices are poisoned or raise."""
+
+    def __init__(self, *args, nan: set[int] = frozenset(), spike: set[int] = frozenset(),
+                 interrupt_at: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nan, self.spike, self.interrupt_at = nan, spike, interrupt_at
+
+    def batch(self, k: int):
+        if k == self.interrupt_at:
+            self.interrupt_at = None
+            raise KeyboardInterrupt  # stands in for a kill between two checkpoints
+        b = super().batch(k)
+        if k in self.nan:
+            # A corrupt mask entry (NaN, as an overflow upstream would leave): the attention of that
+            # query becomes NaN, and with it the loss of the whole batch.
+            b.attention_mask[0, 0, 3, 0] = math.nan
+        if k in self.spike:
+            # Corrupt targets (every label the same rare id): a loss far above the running median.
+            b.labels[b.labels != -100] = 1023
+        return b
+
+
+class Skipping(PackedSampler):
+    """The real sampler with given batch indices removed from the stream (the reference for rollbacks)."""
+
+    def __init__(self, *args, skip: set[int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.order = [k for k in range(1000) if k not in skip]
+
+    def batch(self, k: int):
+        return super().batch(self.order[k])
+
+
+def _loop_run(tokenized: Path, out: Path, optimizer: str = "adamw", sampler_cls=PackedSampler, steps: int = 12,
+              sampler_kw: dict | None = None, **cfg_kw):
     shards = tokenized / "t" / "tokenizer" / "shards"
-    cfg = PretrainConfig(max_steps=12, batch_size=4, seq_len=64, warmup_steps=2, checkpoint_every=4,
-                         eval_every=6, eval_batches=2, threads=1, optimizer=optimizer)
+    cfg = PretrainConfig(**{"max_steps": steps, "batch_size": 4, "seq_len": 64, "warmup_steps": 2,
+                            "checkpoint_every": 4, "eval_every": 6, "eval_batches": 2, "threads": 1,
+                            "optimizer": optimizer, "tensorboard": False, **cfg_kw})
     model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=1024), seed=0)
-    sampler = PackedSampler(Shard.open(shards, "train"), 4, 64, seed=1)
+    sampler = sampler_cls(Shard.open(shards, "train"), 4, 64, seed=1, **(sampler_kw or {}))
     valid = validation_batches(Shard.open(shards, "valid"), 4, 64, 2)
-    return train(model, cfg, sampler, valid, out, Progress("t"), {"test": optimizer}, loss_fn=loss_fn)
+    return train(model, cfg, sampler, valid, out, Progress("t"), {"test": optimizer, **cfg_kw})
+
+
+def _same_curve(a: Path, b: Path, tol: float = 1e-6) -> None:
+    ra, rb = read_metrics(a / "metrics.jsonl"), read_metrics(b / "metrics.jsonl")
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert abs(x["loss"] - y["loss"]) <= tol and abs(x["grad_norm"] - y["grad_norm"]) <= tol
+        assert abs(x.get("val_loss", 0.0) - y.get("val_loss", 0.0)) <= tol
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_resume_reproduces_the_uninterrupted_loss_curve(tokenized: Path, tmp_path: Path, optimizer: str) -> None:
     straight = _loop_run(tokenized, tmp_path / "straight", optimizer)
-
-    calls = {"n": 0}
-
-    def dies_at_step_10(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt  # after checkpoint 8, before checkpoint 12
-        return lm_loss(model, batch)
-
     with pytest.raises(KeyboardInterrupt):
-        _loop_run(tokenized, tmp_path / "resumed", optimizer, dies_at_step_10)
+        _loop_run(tokenized, tmp_path / "resumed", optimizer, Planted, sampler_kw={"interrupt_at": 9})
     assert latest_checkpoint(tmp_path / "resumed").name == "step-000008"
     resumed = _loop_run(tokenized, tmp_path / "resumed", optimizer)
     assert resumed.resumed_from == 8 and straight.resumed_from is None
-    a = read_metrics(tmp_path / "straight" / "metrics.jsonl")
-    b = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
-    assert [r["step"] for r in b] == list(range(1, 13))
-    for x, y in zip(a, b):
-        assert abs(x["loss"] - y["loss"]) <= 1e-6 and abs(x["grad_norm"] - y["grad_norm"]) <= 1e-6
-        assert abs(x.get("val_loss", 0.0) - y.get("val_loss", 0.0)) <= 1e-6
+    assert [r["step"] for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl")] == list(range(1, 13))
+    _same_curve(tmp_path / "straight", tmp_path / "resumed")
     assert abs(straight.val_loss - resumed.val_loss) <= 1e-6
+    events = [e["event"] for e in map(json.loads, (tmp_path / "resumed" / "events.jsonl").read_text().splitlines())]
+    assert events == ["start", "resume"]
 
 
 def test_checkpoints_keep_the_last_two_and_check_the_config(tokenized: Path, tmp_path: Path) -> None:
@@ -136,19 +172,74 @@ def test_checkpoints_keep_the_last_two_and_check_the_config(tokenized: Path, tmp
     assert latest_checkpoint(tmp_path).name == "step-000012"
     state = json.loads((tmp_path / "checkpoints" / "step-000012" / "state.json").read_text())
     assert state["step"] == 12 and "numpy" in state["rng"] and "python" in state["rng"]
-    model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=1024), seed=0)
-    optim = build_optimizer(model, PretrainConfig())
+    assert state["extra"]["data"] == {"next_index": 12, "skipped": []} and len(state["extra"]["guard"]["history"]) == 12
+    from smoledge.train.module import NextToken, TrainModule
+
+    core = TrainModule(init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=1024), seed=0), NextToken())
+    optim = build_optimizer(core, PretrainConfig())
     with pytest.raises(SmoledgeError, match="different config"):
-        load_checkpoint(latest_checkpoint(tmp_path), model, optim, {"test": "something else"})
+        load_checkpoint(latest_checkpoint(tmp_path), core, optim, {"test": "something else"})
 
 
-def test_non_finite_loss_stops_with_a_clear_error(tokenized: Path, tmp_path: Path) -> None:
-    def blows_up(model, batch):
-        loss, parts = lm_loss(model, batch)
-        return loss * math.inf, parts
+def test_a_planted_nan_batch_is_rolled_back_and_skipped(tokenized: Path, tmp_path: Path) -> None:
+    planted = _loop_run(tokenized, tmp_path / "planted", sampler_cls=Planted, sampler_kw={"nan": {5}})
+    assert planted.rollbacks == 1 and math.isfinite(planted.val_loss)
+    events = [json.loads(line) for line in (tmp_path / "planted" / "events.jsonl").read_text().splitlines()]
+    rollback = [e for e in events if e["event"] == "rollback"]
+    assert len(rollback) == 1
+    assert rollback[0]["step"] == 6 and rollback[0]["batch"] == 5 and rollback[0]["restored"] == "step-000004"
+    assert "loss is nan" in rollback[0]["reason"]
+    rows = read_metrics(tmp_path / "planted" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["batch"] for r in rows] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
+    # Same floats as a run that never saw batch 5: the rollback restored everything exactly.
+    _loop_run(tokenized, tmp_path / "reference", sampler_cls=Skipping, sampler_kw={"skip": {5}})
+    _same_curve(tmp_path / "planted", tmp_path / "reference")
+    state = json.loads((latest_checkpoint(tmp_path / "planted") / "state.json").read_text())
+    assert state["extra"]["data"]["skipped"] == [5] and state["extra"]["rollbacks"] == 1
 
-    with pytest.raises(SmoledgeError, match=r"loss became inf at step 1 .*lower the lr"):
-        _loop_run(tokenized, tmp_path, "adamw", blows_up)
+
+def test_a_loss_spike_rolls_back(tokenized: Path, tmp_path: Path) -> None:
+    out = _loop_run(tokenized, tmp_path, sampler_cls=Planted, sampler_kw={"spike": {9}}, spike_window=4,
+                    spike_factor=1.1)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    spikes = [e for e in events if e["event"] == "rollback"]
+    assert [e["batch"] for e in spikes] == [9] and "loss spike" in spikes[0]["reason"] and out.rollbacks == 1
+
+
+def test_endless_nans_stop_with_a_clear_error(tokenized: Path, tmp_path: Path) -> None:
+    with pytest.raises(SmoledgeError, match=r"rolled back 3 times .*lower the lr"):
+        _loop_run(tokenized, tmp_path, sampler_cls=Planted, sampler_kw={"nan": set(range(2, 100))}, max_rollbacks=2)
+    # What was produced before is still there to restart from.
+    assert latest_checkpoint(tmp_path) is not None
+
+
+def test_mtp_z_loss_and_qk_clip_train_and_stay_out_of_the_model(tokenized: Path, tmp_path: Path) -> None:
+    out = _loop_run(tokenized, tmp_path, "muon", steps=8, mtp_heads=2, mtp_kind="sequential", z_loss=1e-4,
+                    qk_clip=100.0)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert {"ce", "mtp", "z_loss", "max_attn_logit", "clipped_heads", "mfu"} <= set(rows[-1])
+    assert rows[-1]["loss"] == pytest.approx(rows[-1]["ce"] + 0.3 * rows[-1]["mtp"] + 1e-4 * rows[-1]["z_loss"],
+                                             rel=1e-5)
+    ckpt = load_file(str(latest_checkpoint(tmp_path) / "model.safetensors"))
+    assert any(k.startswith("mtp.") for k in ckpt)  # the heads are trained and checkpointed ...
+    names = {n for n, _ in out.model.named_parameters()}
+    assert not any("mtp" in n or "blocks" in n for n in names)  # ... but the LM handed to export has none
+    assert out.model.config._attn_implementation == "sdpa"
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_compiled_and_bf16_runs_track_the_eager_fp32_curve(tokenized: Path, tmp_path: Path) -> None:
+    """The CUDA defaults (torch.compile, bf16 autocast), exercised on the CPU: compile changes no float that
+    matters, bf16 stays on the same curve within bf16's precision."""
+    _loop_run(tokenized, tmp_path / "eager", steps=6, eval_every=3)
+    _loop_run(tokenized, tmp_path / "compiled", steps=6, eval_every=3, compile="on")
+    _loop_run(tokenized, tmp_path / "bf16", steps=6, eval_every=3, precision="bf16")
+    _same_curve(tmp_path / "eager", tmp_path / "compiled", tol=1e-4)
+    eager, bf16 = (read_metrics(tmp_path / n / "metrics.jsonl") for n in ("eager", "bf16"))
+    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(eager, bf16)) < 0.05
+    assert eager[-1]["val_loss"] != bf16[-1]["val_loss"]  # bf16 really ran
 
 
 # --- the stages -----------------------------------------------------------------------------
@@ -256,7 +347,8 @@ def test_sigkilled_pretrain_cli_resumes_and_matches(tmp_path: Path) -> None:
     stage = killed / "tiny" / "pretrain"
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while latest_checkpoint(stage) is None:
+    # Kill after a periodic checkpoint (step 0 is written at the start).
+    while latest_checkpoint(stage) is None or latest_checkpoint(stage).name == "step-000000":
         assert first.poll() is None, first.communicate()[1].decode()[-2000:]
         assert time.time() < deadline, "no checkpoint within 120 s"
         time.sleep(0.01)

@@ -46,6 +46,42 @@ class TrainConfig(Section):
     """torch intra-op threads (0: all local cores)."""
     seed: int = 1234
     """Seed for init and data order."""
+    z_loss: float = 0.0
+    """Weight of the z-loss (mean squared log-partition, PaLM uses 1e-4); 0 disables. Keeps
+    logits from drifting to large magnitudes, which bf16 and quantized exports punish."""
+    qk_clip: float = 0.0
+    """QK-clip threshold tau (MuonClip, Kimi K2 uses 100): after each step, any head whose largest
+    attention logit exceeded tau has its query/key projections scaled back to tau. 0 disables."""
+    mtp_heads: int = 0
+    """Extra multi-token-prediction depths k: depth d predicts the token d+1 positions ahead.
+    0 disables. The heads are an auxiliary loss only and never reach the exported model."""
+    mtp_kind: Literal["parallel", "sequential"] = "parallel"
+    """`parallel`: k independent transformer-block heads on the trunk (Gloeckle et al. 2024).
+    `sequential`: DeepSeek-V3 modules, each fed the previous depth and the next token's embedding."""
+    mtp_weight: float = 0.3
+    """lambda: the MTP loss (mean over depths) is added with this weight."""
+    spike_factor: float = 3.0
+    """A loss above spike_factor x the running median of the last spike_window steps counts as a
+    spike: roll back to the last checkpoint and skip the batch. 0 disables (NaN/Inf still roll back)."""
+    spike_window: int = 50
+    """Steps in the running median the spike test compares against (it waits for a full window)."""
+    max_rollbacks: int = 5
+    """Rollbacks allowed in one run before it stops with an error (something beyond one bad batch)."""
+    parallel: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Under torchrun: `ddp` replicates the model, `fsdp` shards it (FSDP2 fully_shard); `auto`
+    picks fsdp above fsdp_min_params parameters. Ignored in a single process."""
+    fsdp_min_params: int = 1_000_000_000
+    """`parallel: auto` shards models with at least this many parameters."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: CUDA when available (each torchrun rank takes its LOCAL_RANK GPU), else CPU."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """`bf16` runs forward/backward under bf16 autocast with fp32 weights and optimizer state;
+    `auto` is bf16 on CUDA and fp32 on CPU."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """torch.compile the model; `auto` compiles on CUDA only (on CPU the compile time outweighs
+    the gain for small runs)."""
+    tensorboard: bool = True
+    """Also write metrics as TensorBoard events under <stage>/tensorboard."""
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "seq_len", "checkpoint_every", "eval_every", "eval_batches"):
@@ -62,8 +98,16 @@ class TrainConfig(Section):
         for key in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 self.fail(key, f"must be in [0, 1), got {getattr(self, key)}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
-            self.fail("weight_decay", "weight_decay, grad_clip and threads must be >= 0")
+        for key in ("weight_decay", "grad_clip", "threads", "z_loss", "qk_clip", "mtp_heads", "mtp_weight",
+                    "spike_factor", "max_rollbacks", "fsdp_min_params"):
+            if getattr(self, key) < 0:
+                self.fail(key, f"must be >= 0, got {getattr(self, key)}")
+        if 0 < self.qk_clip <= 1:
+            self.fail("qk_clip", f"tau is a logit bound (Kimi K2 uses 100); {self.qk_clip} would crush attention")
+        if 0 < self.spike_factor <= 1:
+            self.fail("spike_factor", f"must be > 1 (or 0 to disable), got {self.spike_factor}")
+        if self.spike_window < 3:
+            self.fail("spike_window", f"must be >= 3 for a median to mean anything, got {self.spike_window}")
 
 
 @dataclass

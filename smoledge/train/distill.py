@@ -19,7 +19,7 @@ import torch
 from smoledge.errors import SmoledgeError
 from smoledge.io import sha256_file
 from smoledge.runs import StageContext, StageResult
-from smoledge.train.pretrain import base_metrics, check_context, tokenized_inputs, training_data
+from smoledge.train.pretrain import base_metrics, check_context, stage_outputs, tokenized_inputs, training_data
 
 
 def load_teacher(model_dir: Path, tokenizer: Any) -> torch.nn.Module:
@@ -47,23 +47,11 @@ def load_teacher(model_dir: Path, tokenizer: Any) -> torch.nn.Module:
     return teacher
 
 
-def make_loss(teacher: torch.nn.Module, alpha: float, temperature: float):
-    from smoledge.train.data import Batch
-    from smoledge.train.losses import distill_loss
-
-    def loss_fn(student: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        with torch.no_grad():
-            t_logits = teacher(**batch.model_inputs(), use_cache=False).logits  # (B, T, V)
-        s_logits = student(**batch.model_inputs(), use_cache=False).logits      # (B, T, V)
-        return distill_loss(s_logits, t_logits, batch.labels, alpha, temperature)
-
-    return loss_fn
-
-
 def run(ctx: StageContext) -> StageResult:
     from smoledge.model.build import hf_config, init_model, num_params
     from smoledge.train.checkpoint import save_model_dir
-    from smoledge.train.loop import METRICS, evaluate, train
+    from smoledge.train.loop import evaluate, train
+    from smoledge.train.module import Distill
 
     t0 = time.time()
     recipe, cfg = ctx.recipe, ctx.recipe.distill
@@ -77,15 +65,15 @@ def run(ctx: StageContext) -> StageResult:
     teacher_sha = sha256_file(ctx.stage_dir("pretrain") / "model" / "model.safetensors")
     identity = {"stage": "distill", "model": recipe.student.to_dict(), "train": cfg.to_dict(),
                 "data": recipe.data.to_dict(), "vocab_size": vocab, "teacher": teacher_sha}
-    loss_fn = make_loss(teacher, cfg.alpha, cfg.temperature)
-    outcome = train(student, cfg, sampler, valid, ctx.dir, ctx.progress, identity, loss_fn=loss_fn)
+    objective = Distill(teacher, cfg.alpha, cfg.temperature)
+    outcome = train(student, cfg, sampler, valid, ctx.dir, ctx.progress, identity, objective=objective)
     teacher_val = evaluate(teacher, valid)
-    files = save_model_dir(student, tok_dir, ctx.dir / "model")
-    metrics = base_metrics(outcome, num_params(student), time.time() - t0)
+    files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
+    metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
     metrics["teacher_val_loss"] = round(teacher_val, 5)
     metrics["teacher_params"] = num_params(teacher)
     return StageResult(
-        outputs=[*files, ctx.dir / METRICS],
+        outputs=stage_outputs(ctx.dir, files),
         metrics=metrics,
         summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f}; teacher {teacher_val:.2f})",
         artifact=ctx.dir / "model",

@@ -1,45 +1,54 @@
 """The training loop shared by pretraining and distillation.
 
     from smoledge.train.loop import train
-    outcome = train(model, cfg, sampler, valid_batches, stage_dir, progress, identity)
-    # distillation passes its own loss: loss_fn(model, batch) -> (loss, {"ce": ..., "kl": ...})
+    outcome = train(model, cfg, sampler, valid, stage_dir, progress, identity)
+    outcome = train(student, cfg, sampler, valid, stage_dir, progress, identity, objective=Distill(teacher, 0.5, 2.0))
+    outcome.model    # the trained HF model, whole and on the CPU (MTP heads stripped)
 
-Each step: lr from the schedule, forward on a packed batch, backward, global
-grad-norm clip, optimizer step. Every `eval_every` steps (and at the end) the
-validation loss is measured; every `checkpoint_every` steps (and at the end) a
-checkpoint is written. One JSON line per step goes to stage_dir/metrics.jsonl.
+Each step: lr from the schedule, the next batch index from the data cursor, this
+rank's slice of the global batch, forward (objective + z-loss + MTP) under autocast,
+the spike/NaN guard, backward, global grad-norm clip, the guard again on the norm,
+optimizer step, QK-clip. Every `eval_every` steps (and at the end) the validation
+loss is measured; every `checkpoint_every` steps (and at step 0 and the end) a
+checkpoint is written. Metrics go to metrics.jsonl and TensorBoard, events
+(rollbacks) to events.jsonl, and a loss-curve PNG to loss.png.
 
-Resume: if stage_dir holds a checkpoint, training continues from it. Batch k
-is a pure function of (seed, k) and the checkpoint restores weights, optimizer
-moments and RNG exactly, so a killed-and-resumed run reproduces the loss curve
-of an uninterrupted one (same thread count, same machine).
+Rollback: a step whose loss or gradient is NaN/Inf, or whose loss spikes above the
+running median, is not applied. The last checkpoint is restored and the batch that
+caused it is skipped from then on (steps replay exactly, then draw the next batch).
+
+Resume: if stage_dir holds a checkpoint, training continues from it. Batch k is a
+pure function of (seed, k), the cursor maps steps to batch indices, and the
+checkpoint restores weights, optimizer moments, RNG and the guard's window, so a
+killed-and-resumed run reproduces the loss curve of an uninterrupted one (same
+thread count and machine). Under torchrun the same holds for every rank.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from smoledge.errors import SmoledgeError
-from smoledge.io import atomic_write_text
 from smoledge.progress import Progress
-from smoledge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from smoledge.train.checkpoint import (latest_checkpoint, load_checkpoint, load_module_tensors, module_tensors,
+                                       save_checkpoint)
 from smoledge.train.config import TrainConfig
-from smoledge.train.data import Batch, PackedSampler
+from smoledge.train.data import IGNORE_INDEX, Batch, PackedSampler
 from smoledge.train.losses import causal_lm_loss
-from smoledge.train.optim import build_optimizer
+from smoledge.train.metrics import EVENTS, METRICS, MetricsLog, flops_per_token, peak_flops, read_metrics
+from smoledge.train.module import NextToken, Objective, TrainModule
+from smoledge.train.mtp import MTPHeads, mtp_labels
+from smoledge.train.optim import Optimizers, build_optimizer
+from smoledge.train.runtime import Runtime, unwrap
 from smoledge.train.schedule import lr_factor
-
-METRICS = "metrics.jsonl"
-
-LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]]
+from smoledge.train.stability import DataCursor, Rollback, SpikeGuard
 
 
 def local_cores() -> int:
@@ -49,22 +58,18 @@ def local_cores() -> int:
     return os.cpu_count() or 1
 
 
-def lm_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-    logits = model(**batch.model_inputs(), use_cache=False).logits  # (B, T, V)
-    return causal_lm_loss(logits, batch.labels), {}
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: list[Batch]) -> float:
-    """Token-weighted mean cross-entropy over `batches`."""
+    """Token-weighted mean cross-entropy of a plain HF causal LM over `batches` (one process)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     for b in batches:
-        logits = model(**b.model_inputs(), use_cache=False).logits  # (B, T, V)
-        n = b.num_targets
-        total += float(causal_lm_loss(logits, b.labels)) * n
-        count += n
+        inputs = {k: v.to(device) for k, v in b.model_inputs().items()}
+        logits = model(**inputs, use_cache=False).logits  # (B, T, V)
+        total += float(causal_lm_loss(logits, b.labels.to(device), denom=1.0))
+        count += b.num_targets
     model.train(was_training)
     return total / max(count, 1)
 
@@ -74,33 +79,28 @@ class TrainOutcome:
     steps: int
     """Optimizer steps completed (== cfg.max_steps)."""
     tokens: int
-    """Input tokens seen over the whole run (resumed steps included)."""
+    """Input tokens trained on over the whole run (resumed steps included)."""
     final_train_loss: float
     """Training loss of the last step."""
     val_loss: float
     """Validation cross-entropy after the last step."""
     tokens_per_s: float
-    """Mean training throughput over the logged steps."""
+    """Mean training throughput over the logged steps (all ranks together)."""
+    mfu: float
+    """Mean model-FLOPs utilisation over the logged steps (0 when the peak is unknown)."""
     resumed_from: int | None
     """Step of the checkpoint this attempt resumed from, if any."""
+    rollbacks: int
+    """Rollbacks over the whole run (NaN/Inf or spike)."""
+    model: torch.nn.Module
+    """The trained language model, whole, on the CPU, without MTP heads: ready to save."""
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Well-formed lines of a metrics.jsonl (a line cut by a kill is dropped)."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from: those steps run again."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+def _thread_count(cfg: TrainConfig) -> int:
+    if cfg.threads:
+        return cfg.threads
+    # torchrun starts LOCAL_WORLD_SIZE processes on this host; they share its cores.
+    return max(1, local_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
 def train(
@@ -111,80 +111,210 @@ def train(
     stage_dir: Path,
     progress: Progress,
     identity: dict[str, Any],
-    loss_fn: LossFn = lm_loss,
+    objective: Objective | None = None,
 ) -> TrainOutcome:
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or local_cores())
+    torch.set_num_threads(_thread_count(cfg))
     try:
-        return _train(model, cfg, sampler, valid, Path(stage_dir), progress, identity, loss_fn)
+        return _Run(model, cfg, sampler, valid, Path(stage_dir), progress, identity, objective or NextToken()).run()
     finally:
         torch.set_num_threads(threads)  # the thread count is process-wide; leave it as found
 
 
-def _train(model: torch.nn.Module, cfg: TrainConfig, sampler: PackedSampler, valid: list[Batch],
-           stage_dir: Path, progress: Progress, identity: dict[str, Any], loss_fn: LossFn) -> TrainOutcome:
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = stage_dir / METRICS
-    optim = build_optimizer(model, cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    tokens_per_step = cfg.batch_size * cfg.seq_len
+class _Run:
+    """One attempt at a training run: holds what the step, rollback and resume logic share."""
 
-    start, resumed_from = 0, None
-    ckpt = latest_checkpoint(stage_dir)
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optim, identity)
-        start = resumed_from = state["step"]
-        _truncate_metrics(metrics_path, start)
-        progress.update(f"resumed from {ckpt.name}", start, cfg.max_steps)
-    elif metrics_path.exists():
-        metrics_path.unlink()  # a previous attempt died before its first checkpoint
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, sampler: PackedSampler, valid: list[Batch],
+                 stage_dir: Path, progress: Progress, identity: dict[str, Any], objective: Objective):
+        self.cfg, self.sampler, self.valid, self.stage_dir = cfg, sampler, valid, stage_dir
+        self.progress, self.identity = progress, identity
+        self.lm = model
+        n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        self.rt = Runtime.from_config(cfg, n_params)
+        mtp = None
+        if cfg.mtp_heads and cfg.mtp_weight > 0:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + 1)  # heads get their own init stream: the trunk's is unchanged
+                mtp = MTPHeads(model.config, cfg.mtp_heads, cfg.mtp_kind)
+        teacher = getattr(objective, "teacher", None)
+        if teacher is not None:
+            teacher.to(self.rt.device)
+        self.qk = None
+        if cfg.qk_clip > 0:
+            from smoledge.train.qkclip import QKClip
 
-    model.train()
-    val_loss = math.nan
-    with open(metrics_path, "a") as log:
-        for step in range(start, cfg.max_steps):
-            t0 = time.perf_counter()
-            lr = optim.set_lr_factor(lr_factor(step, cfg))
-            batch = sampler.batch(step)
-            loss, parts = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                last = latest_checkpoint(stage_dir)
-                raise SmoledgeError(
-                    f"training loss became {float(loss.detach())} at step {step + 1} (lr {lr:.3g}); lower the "
-                    f"lr or raise warmup_steps in the recipe"
-                    + (f" (the last good checkpoint is {last})" if last else "")
-                )
+            self.qk = QKClip(model, cfg.qk_clip)
+        core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss)
+        self.module = self.rt.wrap(core, core.blocks())
+        self.core: TrainModule = unwrap(self.module)
+        self.optim: Optimizers = build_optimizer(self.core, cfg)
+        self.params = [p for p in self.core.parameters() if p.requires_grad]
+        self.guard = SpikeGuard(cfg.spike_factor, cfg.spike_window)
+        self.cursor = DataCursor()
+        self.rollbacks = 0
+        self.tokens_per_step = cfg.batch_size * cfg.seq_len
+        dtype = self.rt.autocast_dtype or torch.float32
+        peak, self.peak_source = peak_flops(self.rt.device, dtype)
+        self.peak_total = peak * self.rt.world
+        self.flops_per_token = flops_per_token(model.config, cfg.seq_len)
+        self.log: MetricsLog | None = None
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _extra(self) -> dict[str, Any]:
+        return {"data": self.cursor.state(), "guard": self.guard.state(), "rollbacks": self.rollbacks}
+
+    def _save(self, step: int) -> None:
+        save_checkpoint(self.stage_dir, step, self.core, self.optim, self.identity, self._extra())
+
+    def _restore(self, path: Path, also_skip: set[int] = frozenset()) -> int:
+        state = load_checkpoint(path, self.core, self.optim, self.identity)
+        extra = state.get("extra", {})
+        self.cursor = DataCursor.from_state(extra.get("data", {"next_index": state["step"]}), also_skip)
+        self.guard.load(extra.get("guard", {}))
+        self.rollbacks = max(self.rollbacks, int(extra.get("rollbacks", 0)))
+        return int(state["step"])
+
+    def _open_log(self, resume_step: int | None) -> None:
+        if self.rt.is_main:
+            self.log = MetricsLog(self.stage_dir, self.cfg.tensorboard, resume_step)
+
+    # -- one step ----------------------------------------------------------------------------------
+    def _denoms(self, labels: torch.Tensor) -> torch.Tensor:
+        """Per depth: global labelled count / world (see smoledge.train.losses)."""
+        counts = torch.stack([(mtp_labels(labels, d) != IGNORE_INDEX).sum()
+                              for d in range(self.core.depths + 1)]).double()    # (1 + k,)
+        return (self.rt.all_reduce(counts) / self.rt.world).clamp_min(1.0 / self.rt.world).float()
+
+    def _step(self, step: int) -> dict[str, Any]:
+        cfg, rt = self.cfg, self.rt
+        t0 = time.perf_counter()
+        lr = self.optim.set_lr_factor(lr_factor(step, cfg))
+        index = self.cursor.take()
+        batch = rt.local_rows(self.sampler.batch(index))
+        denoms = self._denoms(batch.labels)
+        with rt.autocast():
+            loss, parts = self.module(**batch.model_inputs(), labels=batch.labels, denoms=denoms)
+        # Each rank's loss is (its sum) / (global count / world): their mean is the global mean.
+        values = rt.all_reduce(torch.stack([loss.detach(), *parts.values()]).double(), "avg")
+        loss_value = float(values[0])
+        reason = self.guard.check(loss_value)
+        if reason is None:
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-            optim.step()
-            optim.zero_grad()
-            elapsed = time.perf_counter() - t0
-            done = step + 1
-            row: dict[str, Any] = {
-                "step": done, "loss": float(loss.detach()), **parts, "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_s": tokens_per_step / elapsed,
-            }
-            if done % cfg.eval_every == 0 or done == cfg.max_steps:
-                val_loss = evaluate(model, valid)
-                row["val_loss"] = val_loss
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
-                save_checkpoint(stage_dir, done, model, optim, identity)
-            shown = f"loss {row['loss']:.3f}" + (f" val {val_loss:.3f}" if "val_loss" in row else "")
-            progress.update(f"{shown} lr {lr:.2e} {row['tokens_per_s']:.0f} tok/s", done, cfg.max_steps)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            reason = self.guard.check(loss_value, grad_norm)
+        if reason is not None:
+            self.optim.zero_grad()
+            raise Rollback(reason, step + 1, index, loss_value)
+        self.optim.step()
+        self.optim.zero_grad()
+        row: dict[str, Any] = {"step": step + 1, "loss": loss_value,
+                               **{k: float(v) for k, v in zip(parts, values[1:].tolist())},
+                               "lr": lr, "grad_norm": grad_norm, "batch": index}
+        if self.qk is not None:
+            row.update(self.qk.apply(reduce=lambda t: rt.all_reduce(t, "max")))
+        self.guard.accept(loss_value)
+        elapsed = time.perf_counter() - t0
+        row["tokens_per_s"] = self.tokens_per_step / elapsed
+        row["mfu"] = row["tokens_per_s"] * self.flops_per_token / self.peak_total if self.peak_total else 0.0
+        return row
 
-    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
-    if math.isnan(val_loss):
-        # Resumed from the final checkpoint: nothing ran, take the logged value (or measure it).
-        logged = [r["val_loss"] for r in rows if r.get("step") == cfg.max_steps and "val_loss" in r]
-        val_loss = logged[-1] if logged else evaluate(model, valid)
-    return TrainOutcome(
-        steps=cfg.max_steps,
-        tokens=cfg.max_steps * tokens_per_step,
-        final_train_loss=rows[-1]["loss"] if rows else math.nan,
-        val_loss=val_loss,
-        tokens_per_s=sum(r["tokens_per_s"] for r in rows) / max(len(rows), 1),
-        resumed_from=resumed_from,
-    )
+    @torch.no_grad()
+    def _evaluate(self) -> float:
+        self.module.eval()
+        total = torch.zeros(2, dtype=torch.float64)
+        ones = torch.ones(self.core.depths + 1)
+        for b in self.valid:
+            local = self.rt.local_rows(b)
+            with self.rt.autocast():
+                summed, _ = self.module(**local.model_inputs(), labels=local.labels, denoms=ones, eval_only=True)
+            total += torch.tensor([float(summed), local.num_targets], dtype=torch.float64)
+        self.module.train()
+        self.rt.all_reduce(total)
+        return float(total[0] / total[1].clamp_min(1))
+
+    # -- the run -----------------------------------------------------------------------------------
+    def _rollback(self, rb: Rollback) -> int:
+        self.rollbacks += 1
+        last = latest_checkpoint(self.stage_dir)
+        info = {"reason": rb.reason, "batch": rb.batch_index, "loss": rb.loss, "restored": last.name if last else None,
+                "rollbacks": self.rollbacks}
+        if self.log is not None:
+            self.log.event("rollback", rb.step, **info)
+        self.progress.update(f"rollback at step {rb.step}: {rb.reason}; skipping batch {rb.batch_index}",
+                             rb.step, self.cfg.max_steps)
+        if self.rollbacks > self.cfg.max_rollbacks:
+            raise SmoledgeError(
+                f"training rolled back {self.rollbacks} times (last at step {rb.step}: {rb.reason}); this is more "
+                f"than bad batches: lower the lr, raise warmup_steps, or enable z_loss / qk_clip in the recipe "
+                f"(events: {self.stage_dir / EVENTS}; last good checkpoint: {last})"
+            )
+        # The skipped batch joins the restored cursor; steps after the checkpoint replay exactly.
+        skip = {*self.cursor.skipped, rb.batch_index}
+        step = self._restore(last, skip)
+        if self.log is not None:
+            self.log.rewind(step)
+        return step
+
+    def run(self) -> TrainOutcome:
+        cfg = self.cfg
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = latest_checkpoint(self.stage_dir)
+        resumed_from = None
+        if ckpt is not None:
+            start = resumed_from = self._restore(ckpt)
+            self._open_log(start)
+            self.progress.update(f"resumed from {ckpt.name}", start, cfg.max_steps)
+        else:
+            start = 0
+            self._open_log(None)
+            self._save(0)  # a NaN before the first periodic checkpoint still has somewhere to roll back to
+        self.module.train()
+        val_loss = math.nan
+        step = start
+        try:
+            while step < cfg.max_steps:
+                try:
+                    row = self._step(step)
+                except Rollback as rb:
+                    step = self._rollback(rb)
+                    continue
+                step = done = row["step"]
+                if done % cfg.eval_every == 0 or done == cfg.max_steps:
+                    val_loss = row["val_loss"] = self._evaluate()
+                if self.log is not None:
+                    self.log.log(row)
+                if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+                    self._save(done)
+                shown = f"loss {row['loss']:.3f}" + (f" val {val_loss:.3f}" if "val_loss" in row else "")
+                self.progress.update(f"{shown} lr {row['lr']:.2e} {row['tokens_per_s']:.0f} tok/s "
+                                     f"mfu {100 * row['mfu']:.1f}%", done, cfg.max_steps)
+            if math.isnan(val_loss):
+                val_loss = self._evaluate()  # resumed from the final checkpoint: nothing ran
+        finally:
+            if self.log is not None:
+                self.log.close()
+            if self.qk is not None:
+                self.qk.close()  # the saved config must name the stock attention implementation
+        rows = [r for r in read_metrics(self.stage_dir / METRICS) if "loss" in r] if self.rt.is_main else []
+        return TrainOutcome(
+            steps=cfg.max_steps,
+            tokens=cfg.max_steps * self.tokens_per_step,
+            final_train_loss=rows[-1]["loss"] if rows else math.nan,
+            val_loss=val_loss,
+            tokens_per_s=sum(r["tokens_per_s"] for r in rows) / max(len(rows), 1),
+            mfu=sum(r.get("mfu", 0.0) for r in rows) / max(len(rows), 1),
+            resumed_from=resumed_from,
+            rollbacks=self.rollbacks,
+            model=self._whole_lm(),
+        )
+
+    def _whole_lm(self) -> torch.nn.Module:
+        """The trained LM as one plain CPU model (FSDP2 shards gathered: every rank calls this)."""
+        if self.rt.parallel != "fsdp":
+            return self.lm.to("cpu")
+        tensors = module_tensors(self.lm)
+        plain = type(self.lm)(self.lm.config)
+        load_module_tensors(plain, tensors, self.stage_dir)
+        return plain

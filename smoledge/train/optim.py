@@ -33,8 +33,9 @@ def _unique_named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Par
 
 
 def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
-    """A 2-D weight inside a transformer block (attention or MLP projection)."""
-    return p.ndim == 2 and ".layers." in f".{name}" and "embed" not in name
+    """A 2-D weight that maps hidden states to hidden states: attention and MLP projections of the
+    trunk and of the MTP heads. Not the (tied) embedding / lm_head, whose rows are per-token."""
+    return p.ndim == 2 and "embed" not in name and "lm_head" not in name
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> dict[str, list[dict[str, Any]]]:

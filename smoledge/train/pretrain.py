@@ -1,11 +1,13 @@
 """Stage `pretrain`: train the teacher (recipe.teacher shape) on the token shards.
 
     smoledge pretrain build/quickstart.yaml
-    smoledge pretrain build/quickstart.yaml --set pretrain.max_steps=50
+    smoledge pretrain build/quickstart.yaml --set pretrain.max_steps=50 --set pretrain.optimizer=muon
+    torchrun --nproc_per_node 2 -m smoledge.cli pretrain build/quickstart.yaml   # DDP (or FSDP2)
 
 Reads runs/<name>/tokenizer/{tokenizer,shards}; writes runs/<name>/pretrain/
 model/ (a standard HF directory: safetensors, tokenizer, generation config),
-metrics.jsonl and checkpoints/ (resume points; a re-run continues from them).
+metrics.jsonl, events.jsonl (rollbacks), loss.png, tensorboard/ and checkpoints/
+(resume points; a re-run continues from them).
 """
 
 from __future__ import annotations
@@ -86,15 +88,25 @@ def base_metrics(outcome: "TrainOutcome", params: int, wall_s: float) -> dict[st
         "val_loss": round(outcome.val_loss, 5),
         "val_ppl": round(math.exp(outcome.val_loss), 3),
         "tokens_per_s": round(outcome.tokens_per_s, 1),
+        "mfu": round(outcome.mfu, 5),
+        "rollbacks": outcome.rollbacks,
         "wall_s": round(wall_s, 2),
         "resumed_from_step": outcome.resumed_from,
     }
 
 
+def stage_outputs(stage_dir: Path, model_files: list[Path]) -> list[Path]:
+    """The model directory plus the run's logs (the PNG exists once a step was logged)."""
+    from smoledge.train.metrics import EVENTS, METRICS, PLOT
+
+    logs = [stage_dir / name for name in (METRICS, EVENTS, PLOT) if (stage_dir / name).exists()]
+    return [*model_files, *logs]
+
+
 def run(ctx: StageContext) -> StageResult:
     from smoledge.model.build import hf_config, init_model, num_params
     from smoledge.train.checkpoint import save_model_dir
-    from smoledge.train.loop import METRICS, train
+    from smoledge.train.loop import train
 
     t0 = time.time()
     recipe, cfg = ctx.recipe, ctx.recipe.pretrain
@@ -106,10 +118,10 @@ def run(ctx: StageContext) -> StageResult:
     identity = {"stage": "pretrain", "model": recipe.teacher.to_dict(), "train": cfg.to_dict(),
                 "data": recipe.data.to_dict(), "vocab_size": vocab}
     outcome = train(model, cfg, sampler, valid, ctx.dir, ctx.progress, identity)
-    files = save_model_dir(model, tok_dir, ctx.dir / "model")
-    metrics = base_metrics(outcome, num_params(model), time.time() - t0)
+    files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
+    metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
     return StageResult(
-        outputs=[*files, ctx.dir / METRICS],
+        outputs=stage_outputs(ctx.dir, files),
         metrics=metrics,
         summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f})",
         artifact=ctx.dir / "model",
