@@ -14,7 +14,8 @@ from smoledge.errors import SmoledgeError
 from smoledge.model.build import hf_config, init_model, num_params
 from smoledge.model.config import ModelConfig
 from smoledge.train.metrics import (EVENTS, METRICS, PEAK_FLOPS_ENV, PLOT, TENSORBOARD, MetricsLog,
-                                    flops_per_token, matmul_params, peak_flops, read_metrics, rollback_steps)
+                                    flops_per_token, matmul_params, peak_flops, read_metrics, rollback_steps,
+                                    table_peak)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -209,3 +210,23 @@ def test_peak_flops_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PEAK_FLOPS_ENV, "fast")
     with pytest.raises(SmoledgeError, match=PEAK_FLOPS_ENV):
         peak_flops(torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("name, dtype, tf32, peak, key", [
+    ("NVIDIA H200", torch.bfloat16, False, 989e12, "H200"),
+    ("NVIDIA H100 80GB HBM3", torch.bfloat16, False, 989e12, "H100"),
+    ("NVIDIA H100 PCIe", torch.float16, False, 756e12, "H100 PCIe"),
+    ("NVIDIA A100-SXM4-80GB", torch.float32, True, 156e12, "A100"),   # not matched as "A10"
+    ("NVIDIA A100-SXM4-80GB", torch.float32, False, 19.5e12, "A100"),
+    ("NVIDIA A10G", torch.bfloat16, False, 125e12, "A10G"),
+    ("NVIDIA L40S", torch.bfloat16, False, 362e12, "L40S"),           # not matched as "L4"
+    ("NVIDIA L4", torch.bfloat16, False, 121e12, "L4"),
+    ("NVIDIA GeForce RTX 4090", torch.bfloat16, False, 165.2e12, "RTX 4090"),
+    ("Orin", torch.bfloat16, False, 42.5e12, "Orin"),
+])
+def test_table_peak_by_gpu_name(name: str, dtype: torch.dtype, tf32: bool, peak: float, key: str) -> None:
+    assert table_peak(name, dtype, tf32) == (peak, f"table:{key}")
+
+
+def test_table_peak_unknown_gpu_is_none() -> None:
+    assert table_peak("Tesla K80", torch.float32, tf32=False) is None

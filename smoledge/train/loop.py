@@ -147,7 +147,7 @@ class _Run:
         core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss)
         self.module = self.rt.wrap(core, core.blocks())
         self.core: TrainModule = unwrap(self.module)
-        self.optim: Optimizers = build_optimizer(self.core, cfg)
+        self.optim: Optimizers = build_optimizer(self.core, cfg, fused=self.rt.parallel != "fsdp")
         self.params = [p for p in self.core.parameters() if p.requires_grad]
         self.guard = SpikeGuard(cfg.spike_factor, cfg.spike_window)
         self.cursor = DataCursor()

@@ -271,15 +271,17 @@ def flops_per_token(config: "SmolLM3Config", seq_len: int) -> float:
 # fp32 non-tensor). Checked in order, so longer names come before their prefixes (A100 before A10).
 # Sources: NVIDIA datasheets (sparsity figures halved):
 #   H100/H200: nvidia.com/en-us/data-center/h100, /h200 (SXM: BF16 1979 sparse, TF32 989 sparse,
-#     FP32 67; PCIe: 1513 / 756 / 51; NVL: 1671 / 835 / 60). H200 SXM matches H100 SXM.
+#     FP32 67; PCIe: 1513 / 756 / 51; NVL: 1671 / 835 / 60). H200 SXM / NVL match H100 SXM / NVL.
 #   A100: nvidia-a100-datasheet (BF16 312, TF32 156, FP32 19.5).
-#   L4: l4-gpu-datasheet (BF16 242 sparse, TF32 120 sparse, FP32 30.3).
+#   L4: l4-gpu-datasheet (BF16 242 sparse, TF32 120 sparse, FP32 30.3). L40S / L40 datasheets
+#     (BF16 733 / 362 sparse, TF32 366 / 181 sparse, FP32 91.6 / 90.5): listed so "L4" does not match them.
 #   A10 / A10G: nvidia-a10-datasheet (BF16 250 sparse, TF32 125 sparse, FP32 31.2); AWS does not
 #     publish separate A10G numbers, so the A10's are used.
 #   RTX 4090: Ada Lovelace whitepaper, appendix (BF16 with FP32 accumulate 165.2, TF32 82.6, FP32 82.6).
 #   Jetson AGX Orin 64GB: Jetson AGX Orin technical brief (170 sparse INT8 TOPS -> 85 dense INT8,
 #     FP16 tensor at half the INT8 rate 42.5; FP32 5.3). Orin NX / Nano are smaller: set the env var.
 CUDA_PEAKS: list[tuple[str, tuple[float, float, float]]] = [
+    ("H200 NVL", (835e12, 417.5e12, 60e12)),
     ("H200", (989e12, 494.5e12, 67e12)),
     ("H100 PCIe", (756e12, 378e12, 51e12)),
     ("H100 NVL", (835e12, 417.5e12, 60e12)),
@@ -287,6 +289,8 @@ CUDA_PEAKS: list[tuple[str, tuple[float, float, float]]] = [
     ("A100", (312e12, 156e12, 19.5e12)),
     ("A10G", (125e12, 62.5e12, 31.2e12)),
     ("A10", (125e12, 62.5e12, 31.2e12)),
+    ("L40S", (362e12, 183e12, 91.6e12)),
+    ("L40", (181e12, 90.5e12, 90.5e12)),
     ("L4", (121e12, 60e12, 30.3e12)),
     ("RTX 4090", (165.2e12, 82.6e12, 82.6e12)),
     ("Orin", (42.5e12, 21.25e12, 5.3e12)),
@@ -295,7 +299,7 @@ CUDA_PEAKS: list[tuple[str, tuple[float, float, float]]] = [
 _measured: dict[tuple[str, int, torch.dtype], float] = {}
 
 
-def _measure_matmul(device: torch.device, dtype: torch.dtype, seconds: float = 0.3, n: int = 1024) -> float:
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype, seconds: float = 0.3, n: int = 1024) -> float:
     """Achieved FLOP/s of a square n x n matmul, repeated for about `seconds`."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     a = torch.randn(n, n, device=device).to(dtype)
@@ -310,6 +314,17 @@ def _measure_matmul(device: torch.device, dtype: torch.dtype, seconds: float = 0
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             return 2.0 * n ** 3 * iters / elapsed
+
+
+def table_peak(gpu_name: str, dtype: torch.dtype, tf32: bool) -> tuple[float, str] | None:
+    """(dense datasheet peak, "table:<key>") for a CUDA device name, or None if it is not listed.
+    `tf32`: fp32 matmuls run on the tensor cores in TF32 (torch's float32 matmul precision)."""
+    for key, (half, tf32_peak, fp32) in CUDA_PEAKS:
+        if key.lower() in gpu_name.lower():
+            if dtype in (torch.bfloat16, torch.float16):
+                return half, f"table:{key}"
+            return (tf32_peak if tf32 else fp32), f"table:{key}"
+    return None
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
@@ -334,17 +349,14 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
         return value, "env"
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, (half, tf32, fp32) in CUDA_PEAKS:
-            if key.lower() in name.lower():
-                if dtype in (torch.bfloat16, torch.float16):
-                    return half, f"table:{key}"
-                tf32_on = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
-                return (tf32 if tf32_on else fp32), f"table:{key}"
+        listed = table_peak(name, dtype, tf32=torch.get_float32_matmul_precision() != "highest")
+        if listed is not None:
+            return listed
         key = (f"cuda:{name}", 0, dtype)
         if key not in _measured:
-            _measured[key] = _measure_matmul(device, dtype)
+            _measured[key] = measure_matmul_flops(device, dtype)
         return _measured[key], f"measured:{name}"
     key = (device.type, torch.get_num_threads(), dtype)
     if key not in _measured:
-        _measured[key] = _measure_matmul(device, dtype)
+        _measured[key] = measure_matmul_flops(device, dtype)
     return _measured[key], "measured"

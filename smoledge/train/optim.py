@@ -89,7 +89,9 @@ class Optimizers:
             opt.load_state_dict(state)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> Optimizers:
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = True) -> Optimizers:
+    """`fused`: AdamW's single-kernel step (3-4x faster than the per-parameter loop on CPU too);
+    off for FSDP2's sharded DTensor parameters, which the fused kernel does not take."""
     groups = param_groups(model, cfg)
     optimizers: list[torch.optim.Optimizer] = []
     if "muon" in groups:
@@ -98,5 +100,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> Optimizers:
         ))
     optimizers.append(torch.optim.AdamW(
         groups["adamw"], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, weight_decay=cfg.weight_decay,
+        fused=fused or None,
     ))
     return Optimizers(optimizers, cfg.lr)
