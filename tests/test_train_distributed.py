@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,22 @@ def shards(tmp_path_factory, shared_data: Path, tiny_tokenizer_dir: Path) -> Pat
     return out
 
 
-def _run(cmd: list[str], out: Path) -> None:
+def _launch(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run torchrun (or one process) in its own session, so a hang kills the workers too, not just torchrun."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd[-6:]} hung for 300 s: {err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _run(cmd: list[str], out: Path) -> None:
+    done = _launch(cmd)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "final.safetensors").exists()
 
@@ -96,8 +110,7 @@ def test_torchrun_smoledge_pretrain_matches_the_single_process_stage(tmp_path: P
     shutil.copytree(single, multi)
     build(recipe, single, until="pretrain", out=lambda s: None)
     cmd = [*TORCHRUN, "-m", "smoledge.cli", "pretrain", str(recipe_path), "--runs-dir", str(multi)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = _launch(cmd)
     assert done.returncode == 0, done.stderr[-3000:]
     # Rank 0 alone reports: one summary line per stage.
     assert done.stderr.count("[3/3] pretrain: done") == 1 and done.stderr.count("[1/3] curate: up to date") == 1

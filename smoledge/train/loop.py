@@ -46,7 +46,7 @@ from smoledge.train.metrics import EVENTS, METRICS, MetricsLog, flops_per_token,
 from smoledge.train.module import NextToken, Objective, TrainModule
 from smoledge.train.mtp import MTPHeads, mtp_labels
 from smoledge.train.optim import Optimizers, build_optimizer
-from smoledge.train.runtime import Runtime, unwrap
+from smoledge.train.runtime import Runtime, barrier, unwrap
 from smoledge.train.schedule import lr_factor
 from smoledge.train.stability import DataCursor, Rollback, SpikeGuard
 
@@ -261,6 +261,10 @@ class _Run:
         cfg = self.cfg
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         ckpt = latest_checkpoint(self.stage_dir)
+        # Every rank must take the same branch: had rank 0 written its step-0 checkpoint before
+        # another rank looked, that rank would resume while rank 0 starts fresh, and their
+        # collectives would pair up wrongly (a hang, or an abort on mismatched tensors).
+        barrier()
         resumed_from = None
         if ckpt is not None:
             start = resumed_from = self._restore(ckpt)
