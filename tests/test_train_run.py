@@ -207,6 +207,20 @@ def test_a_loss_spike_rolls_back(tokenized: Path, tmp_path: Path) -> None:
     assert [e["batch"] for e in spikes] == [9] and "loss spike" in spikes[0]["reason"] and out.rollbacks == 1
 
 
+def test_a_rollback_without_checkpoints_says_so(tokenized: Path, tmp_path: Path) -> None:
+    import shutil
+
+    class Vanishing(Planted):
+        def batch(self, k: int):
+            if k == 3:
+                shutil.rmtree(tmp_path / "checkpoints")  # someone cleans the directory mid-run
+            return super().batch(k)
+
+    with pytest.raises(SmoledgeError, match=r"roll back at step 4 .*holds no checkpoint"):
+        _loop_run(tokenized, tmp_path, sampler_cls=Vanishing, sampler_kw={"nan": {3}})
+    assert (tmp_path / "events.jsonl").exists()  # the event log survives to explain what happened
+
+
 def test_endless_nans_stop_with_a_clear_error(tokenized: Path, tmp_path: Path) -> None:
     with pytest.raises(SmoledgeError, match=r"rolled back 3 times .*lower the lr"):
         _loop_run(tokenized, tmp_path, sampler_cls=Planted, sampler_kw={"nan": set(range(2, 100))}, max_rollbacks=2)

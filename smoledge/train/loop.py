@@ -250,6 +250,11 @@ class _Run:
                 f"than bad batches: lower the lr, raise warmup_steps, or enable z_loss / qk_clip in the recipe "
                 f"(events: {self.stage_dir / EVENTS}; last good checkpoint: {last})"
             )
+        if last is None:
+            raise SmoledgeError(
+                f"training must roll back at step {rb.step} ({rb.reason}) but {self.stage_dir / 'checkpoints'} "
+                f"holds no checkpoint (removed while the run was going?); rerun the stage to start over"
+            )
         # The skipped batch joins the restored cursor; steps after the checkpoint replay exactly.
         skip = {*self.cursor.skipped, rb.batch_index}
         step = self._restore(last, skip)
