@@ -20,6 +20,7 @@ STAGE_HELP = {
     "curate": "read the recipe's sources; language ID, quality filters, PII scrub, MinHash dedup",
     "train-tokenizer": "train the byte-level BPE tokenizer and write packed token shards",
     "pretrain": "pretrain the teacher (SmolLM3 architecture) on the token shards",
+    "teacher-cache": "precompute the teacher's top-k log-probs for every distillation batch (mode: cache)",
     "distill": "distill the GQA student from the teacher",
     "export": "export the student as an HF directory and GGUF files, checked against PyTorch",
     "evaluate": "held-out perplexity per language for every artifact",

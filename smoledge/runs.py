@@ -56,7 +56,9 @@ class StageSpec:
     name: str
     """Stage (and CLI subcommand) name."""
     module: str
-    """Module defining `run(ctx) -> StageResult` (and optionally `external_inputs(recipe)`)."""
+    """Module defining `run(ctx) -> StageResult`, and optionally `external_inputs(recipe) -> dict`
+    (what outside the recipe the stage depends on) and `not_needed(recipe) -> str | None` (why this
+    recipe does not run the stage, e.g. pretraining when the teacher comes from elsewhere)."""
     deps: tuple[str, ...]
     """Stages whose outputs this one reads."""
     sections: tuple[str, ...]
@@ -76,8 +78,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("train-tokenizer", "smoledge.data.tokenize", ("curate",), ("tokenizer", "data"), "tokenizer"),
     StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain"),
               multiprocess=True),
-    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain"), ("student", "distill"),
-              multiprocess=True),
+    StageSpec("teacher-cache", "smoledge.train.teacher_cache", ("train-tokenizer", "pretrain"), ()),
+    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain", "teacher-cache"),
+              ("student", "distill"), multiprocess=True),
     StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
     StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"), ("evaluate",)),
     StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
@@ -139,7 +142,7 @@ class StageContext:
 @dataclass
 class StageOutcome:
     name: str
-    status: str  # "ran" | "skipped"
+    status: str  # "ran" | "skipped" | "not needed"
     seconds: float
     record: dict[str, Any]
 
@@ -298,12 +301,19 @@ def build(
             stack.enter_context(_run_lock(run_dir))
         for i, s in enumerate(stages, 1):
             module = importlib.import_module(s.module)
+            label = f"[{i}/{len(stages)}] {s.name}"
+            why_not = module.not_needed(recipe) if hasattr(module, "not_needed") else None
+            if why_not:
+                # A fixed fingerprint: turning the stage on again is a change downstream stages see.
+                fingerprints[s.name] = "not needed"
+                outcomes.append(StageOutcome(s.name, "not needed", 0.0, {"summary": why_not}))
+                out(f"{label}: not needed ({why_not})")
+                continue
             external = module.external_inputs(recipe) if hasattr(module, "external_inputs") else {}
             fp = stage_fingerprint(recipe, s, {d: fingerprints[d] for d in s.deps}, external)
             fingerprints[s.name] = fp
             stage_dir = run_dir / s.dir
             record = read_record(stage_dir)
-            label = f"[{i}/{len(stages)}] {s.name}"
             up_to_date = ranks.agree(
                 s.name not in force
                 and record is not None
@@ -369,7 +379,7 @@ def summary_table(outcomes: list[StageOutcome]) -> str:
     rows = [("stage", "status", "time", "key metric", "artifact")]
     for o in outcomes:
         secs = o.seconds if o.status == "ran" else o.record.get("wall_time_s", 0.0)
-        status = o.status if o.status == "ran" else "cached"
+        status = {"ran": "ran", "skipped": "cached"}.get(o.status, o.status)
         rows.append((o.name, status, f"{secs:.1f}s", o.record.get("summary", ""), o.record.get("artifact") or ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]

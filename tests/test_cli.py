@@ -9,7 +9,7 @@ import pytest
 
 from smoledge.cli import build_parser
 
-COMMANDS = ["build", "curate", "train-tokenizer", "pretrain", "distill", "export", "evaluate",
+COMMANDS = ["build", "curate", "train-tokenizer", "pretrain", "teacher-cache", "distill", "export", "evaluate",
             "bench", "package", "serve", "sample"]
 
 

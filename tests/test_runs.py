@@ -106,3 +106,14 @@ def test_concurrent_build_refused(tmp_path: Path) -> None:
     with _run_lock(tmp_path / "toy"):
         with pytest.raises(RuntimeError, match="another smoledge build is using"):
             _build(Recipe(name="toy"), tmp_path)
+
+
+def test_a_stage_the_recipe_does_not_need_is_reported_and_not_run(tmp_path: Path) -> None:
+    from smoledge.runs import summary_table
+
+    toy_stages.CALLS.clear()
+    recipe = Recipe.from_dict({"name": "toy", "description": "nothing to do"})
+    outcomes = _build(recipe, tmp_path)
+    assert [o.status for o in outcomes] == ["not needed", "not needed"] and toy_stages.CALLS == []
+    assert not (tmp_path / "toy" / "first").exists()
+    assert "not needed" in summary_table(outcomes) and "this recipe says so" in summary_table(outcomes)

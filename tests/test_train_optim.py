@@ -92,20 +92,22 @@ def test_distill_loss_matches_its_definition() -> None:
     import torch.nn.functional as F
 
     from smoledge.train.data import IGNORE_INDEX
-    from smoledge.train.losses import distill_loss
+    from smoledge.train.losses import distill_loss, teacher_targets
 
     torch.manual_seed(0)
     s, t = torch.randn(2, 5, 11, requires_grad=True), torch.randn(2, 5, 11)
     y = torch.randint(0, 11, (2, 5))
     y[0, 2] = y[1, 4] = IGNORE_INDEX
-    loss, parts = distill_loss(s, t, y, alpha=0.3, temperature=2.0)
+    dense = teacher_targets(t, 2.0, top_k=0)
+    loss, parts = distill_loss(s, dense, y, alpha=0.3, temperature=2.0)
     keep = y.flatten() != IGNORE_INDEX
     sk, tk = s.reshape(-1, 11)[keep], t.reshape(-1, 11)[keep]
     kl = F.kl_div(F.log_softmax(sk / 2, -1), F.log_softmax(tk / 2, -1), reduction="batchmean", log_target=True)
     ce = F.cross_entropy(sk, y.flatten()[keep])
-    assert float(parts["kl"]) == pytest.approx(kl.item(), rel=1e-5)
+    assert float(parts["soft"]) == pytest.approx(kl.item(), rel=1e-5)
     assert float(parts["ce"]) == pytest.approx(ce.item(), rel=1e-5)
     assert loss.item() == pytest.approx((0.3 * ce + 0.7 * 4 * kl).item(), rel=1e-5)
     # A student equal to the teacher has zero KL; alpha=1 is plain cross-entropy.
-    assert float(distill_loss(t.clone(), t, y, 0.0, 3.0)[1]["kl"]) == pytest.approx(0.0, abs=1e-6)
-    assert distill_loss(s, t, y, 1.0, 2.0)[0].item() == pytest.approx(ce.item(), rel=1e-6)
+    same = teacher_targets(t, 3.0, top_k=0)
+    assert float(distill_loss(t.clone(), same, y, 0.0, 3.0)[1]["soft"]) == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(s, teacher_targets(t, 2.0, 0), y, 1.0, 2.0)[0].item() == pytest.approx(ce.item(), rel=1e-6)

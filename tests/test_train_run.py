@@ -25,7 +25,7 @@ from smoledge.recipe import Recipe
 from smoledge.runs import StageContext
 from smoledge.train.checkpoint import checkpoint_dirs, latest_checkpoint, load_checkpoint
 from smoledge.train.config import PretrainConfig
-from smoledge.train.data import PackedSampler, validation_batches
+from smoledge.train.data import PackedSampler, mixture_weights, validation_batches
 from smoledge.train.loop import evaluate, train
 from smoledge.train.metrics import read_metrics
 from smoledge.train.optim import build_optimizer
@@ -291,7 +291,15 @@ def test_pretrain_loss_falls_and_the_model_is_a_standard_hf_dir(pretrained) -> N
     assert isinstance(tok.decode(out[0]), str)
 
 
-def test_distill_student_learns_from_the_teacher(pretrained, recipe: Recipe, tokenized: Path) -> None:
+@pytest.fixture(scope="module")
+def cached(pretrained, recipe: Recipe, tokenized: Path):
+    from smoledge.train import teacher_cache
+
+    ctx = _ctx(recipe, tokenized, "teacher-cache")
+    return ctx, teacher_cache.run(ctx)
+
+
+def test_distill_student_learns_from_the_teacher(pretrained, cached, recipe: Recipe, tokenized: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     from smoledge.train import distill
@@ -300,34 +308,115 @@ def test_distill_student_learns_from_the_teacher(pretrained, recipe: Recipe, tok
     result = distill.run(ctx)
     rows = read_metrics(ctx.dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 41))
-    assert {"ce", "kl"} <= set(rows[0])
+    assert {"ce", "soft"} <= set(rows[0])
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.5
     m = result.metrics
+    assert m["mode"] == "cache" and m["top_k"] == 64
     assert m["val_loss"] < math.log(1024) - 0.4
+    # The cache stage measured the teacher; distillation never loaded it.
     assert m["teacher_val_loss"] == pytest.approx(pretrained[1].metrics["val_loss"], abs=1e-4)
     assert m["params"] < m["teacher_params"]
     student = AutoModelForCausalLM.from_pretrained(ctx.dir / "model")
     assert student.config.num_hidden_layers == 2 and student.config.hidden_size == 64
 
 
-def test_distill_rejects_a_teacher_with_another_vocabulary(pretrained, prose_texts) -> None:
+def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Recipe, tokenized: Path) -> None:
+    """What distillation reads back for batch k is what the teacher says about batch k (to float16)."""
+    from smoledge.io import sha256_file
+    from smoledge.train.losses import teacher_targets
+    from smoledge.train.teacher_cache import CACHE_JSON, TeacherCache
+
+    ctx, result = cached
+    meta = json.loads((ctx.dir / CACHE_JSON).read_text())
+    assert result.metrics["num_batches"] == meta["num_batches"] == 40 + 5  # max_steps + max_rollbacks
+    assert all(sha256_file(ctx.dir / name) == digest for name, digest in meta["files"].items())
+    # top-64 of 1024 tokens: 64 uint16 ids + 65 float16 log-probs = 258 raw bytes, less after zlib.
+    assert meta["raw_bytes_per_token"] == 258 and meta["bytes_per_token"] < 258
+    cache = TeacherCache(ctx.dir, meta)
+    teacher = AutoModelForCausalLM_from(pretrained[0].dir / "model")
+    shards = ctx.stage_dir("train-tokenizer") / "shards"
+    sampler = PackedSampler(Shard.open(shards, "train"), 4, 64, recipe.distill.seed,
+                            mixture_weights(Shard.open(shards, "train"), recipe.data))
+    for k in (0, 44):
+        batch = sampler.batch(k)
+        with torch.no_grad():
+            want_ids, want_logp = teacher_targets(teacher(**batch.model_inputs()).logits, 2.0, 64)
+        ids, logp = cache.targets(k)
+        order = want_ids.argsort(-1)
+        assert torch.equal(torch.from_numpy(ids), want_ids.gather(-1, order))
+        want_top = want_logp[..., :-1].gather(-1, order)
+        assert torch.allclose(torch.from_numpy(logp[..., :-1]), want_top, atol=2e-2, rtol=1e-3)
+        assert torch.allclose(torch.from_numpy(logp[..., -1]), want_logp[..., -1], atol=2e-2, rtol=1e-3)
+    with pytest.raises(SmoledgeError, match="past the end"):
+        cache.targets(45)
+
+
+def AutoModelForCausalLM_from(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"temperature": 1.0}, "temperature: cache 2.0, this run 1.0"),
+    ({"seed": 7}, "batches.seed: cache 1234, this run 7"),
+    ({"top_k": 32}, "top_k: cache 64, this run 32"),
+])
+def test_a_cache_made_from_something_else_is_refused(cached, tokenized: Path, change: dict, named: str) -> None:
+    from smoledge.train import distill
+
+    other = Recipe.from_dict({**RECIPE, "distill": {**RECIPE["distill"], **change}})
+    with pytest.raises(SmoledgeError) as exc:
+        distill.run(_ctx(other, tokenized, "distill-refused"))
+    assert named in str(exc.value) and "--force teacher-cache" in str(exc.value)
+
+
+def test_a_cache_too_short_for_the_run_is_refused(cached, tokenized: Path) -> None:
+    from smoledge.train import distill
+
+    longer = Recipe.from_dict({**RECIPE, "distill": {**RECIPE["distill"], "max_steps": 60}})
+    with pytest.raises(SmoledgeError, match="holds 45 batches but this run may draw 65"):
+        distill.run(_ctx(longer, tokenized, "distill-short"))
+
+
+def test_online_top_k_distillation_matches_the_cached_one(pretrained, cached, tokenized: Path) -> None:
+    """Same batches, same top-k targets: the cached run follows the online one up to float16 rounding."""
+    from smoledge.train import distill
+
+    short = {**RECIPE["distill"], "max_steps": 6, "checkpoint_every": 6, "eval_every": 6}
+    curves = {}
+    for mode in ("online", "cache"):
+        r = Recipe.from_dict({**RECIPE, "distill": {**short, "mode": mode}})
+        ctx = _ctx(r, tokenized, f"distill-{mode}")
+        if mode == "cache":
+            r.distill.cache_dir = str(cached[0].dir)  # another run's cache: valid, same batches
+        distill.run(ctx)
+        curves[mode] = [row["loss"] for row in read_metrics(ctx.dir / "metrics.jsonl")]
+    assert len(curves["online"]) == 6
+    assert max(abs(a - b) for a, b in zip(curves["online"], curves["cache"])) < 2e-3
+
+
+def test_distill_rejects_a_teacher_with_another_tokenizer(pretrained, prose_texts, tmp_path: Path) -> None:
     from smoledge.data.bpe import train_bpe
-    from smoledge.train.distill import load_teacher
+    from smoledge.train.teacher import load_teacher
 
     other = train_bpe(prose_texts[:300], vocab_size=512)
     with pytest.raises(SmoledgeError) as exc:
-        load_teacher(pretrained[0].dir / "model", other)
+        load_teacher(str(pretrained[0].dir / "model"), other, "other-bpe (test)")
     msg = str(exc.value)
-    assert "1024" in msg and str(len(other)) in msg and "--force pretrain" in msg
+    assert str(pretrained[0].dir / "model") in msg and "other-bpe (test)" in msg
+    assert "1024 vs 512 tokens" in msg and "not remapped" in msg
 
 
 def test_distill_needs_a_pretrained_teacher(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from smoledge.train.distill import load_teacher
+    from smoledge.train.teacher import load_teacher
 
     with pytest.raises(SmoledgeError, match="smoledge pretrain"):
-        load_teacher(tmp_path / "nothing", AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+        load_teacher(str(tmp_path / "pretrain" / "model"), AutoTokenizer.from_pretrained(tiny_tokenizer_dir), "t")
+    with pytest.raises(SmoledgeError, match="huggingface-cli download"):
+        load_teacher("no-such-org/no-such-model", AutoTokenizer.from_pretrained(tiny_tokenizer_dir), "t")
 
 
 TINY_BUILD = {
@@ -337,12 +426,15 @@ TINY_BUILD = {
     "tokenizer": {"vocab_size": 1024},
     "teacher": RECIPE["teacher"],
     "pretrain": {**RECIPE["pretrain"], "max_steps": 60},
+    "distill": {**RECIPE["distill"], "max_steps": 60},
 }
 
 
 @pytest.mark.slow
-def test_sigkilled_pretrain_cli_resumes_and_matches(tmp_path: Path) -> None:
-    """`smoledge pretrain` killed with SIGKILL after a checkpoint resumes there and ends on the same floats."""
+@pytest.mark.parametrize("stage,before", [("pretrain", "train-tokenizer"), ("distill", "teacher-cache")])
+def test_sigkilled_training_cli_resumes_and_matches(tmp_path: Path, stage: str, before: str) -> None:
+    """`smoledge pretrain` / `smoledge distill` killed with SIGKILL after a checkpoint resumes there and
+    ends on the same floats."""
     import shutil
 
     from smoledge.recipe import load_recipe
@@ -353,12 +445,12 @@ def test_sigkilled_pretrain_cli_resumes_and_matches(tmp_path: Path) -> None:
     recipe = load_recipe(recipe_path)
     quiet = lambda s: None  # noqa: E731
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    build(recipe, straight, until="train-tokenizer", out=quiet)
+    build(recipe, straight, until=before, out=quiet)
     shutil.copytree(straight, killed)
-    build(recipe, straight, until="pretrain", out=quiet)  # the uninterrupted reference, in-process
+    build(recipe, straight, until=stage, out=quiet)  # the uninterrupted reference, in-process
 
-    cmd = [sys.executable, "-m", "smoledge.cli", "pretrain", str(recipe_path), "--runs-dir", str(killed)]
-    stage = killed / "tiny" / "pretrain"
+    cmd = [sys.executable, "-m", "smoledge.cli", stage, str(recipe_path), "--runs-dir", str(killed)]
+    name, stage = stage, killed / "tiny" / stage
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     # Kill after a periodic checkpoint (step 0 is written at the start).
@@ -380,6 +472,6 @@ def test_sigkilled_pretrain_cli_resumes_and_matches(tmp_path: Path) -> None:
     assert record["metrics"]["resumed_from_step"] >= killed_at >= 10
     rows = read_metrics(stage / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 61))
-    reference = read_metrics(straight / "tiny" / "pretrain" / "metrics.jsonl")
+    reference = read_metrics(straight / "tiny" / name / "metrics.jsonl")
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(rows, reference)) <= 1e-6
-    assert record["metrics"]["val_loss"] == read_record(straight / "tiny" / "pretrain")["metrics"]["val_loss"]
+    assert record["metrics"]["val_loss"] == read_record(straight / "tiny" / name)["metrics"]["val_loss"]

@@ -117,10 +117,38 @@ class PretrainConfig(TrainConfig):
 
 @dataclass
 class DistillConfig(TrainConfig):
+    teacher: str = ""
+    """The teacher: empty for the one this recipe pretrains (runs/<name>/pretrain/model), else any HF
+    causal-LM directory or hub id (e.g. HuggingFaceTB/SmolLM3-3B). An external teacher skips pretraining;
+    its tokenizer must be the one the shards were made with (tokenizer.pretrained)."""
     alpha: float = 0.5
-    """Weight of the hard-label cross-entropy; (1 - alpha) goes to the KL term."""
+    """Weight of the hard-label cross-entropy; (1 - alpha) goes to the soft (teacher) term."""
     temperature: float = 2.0
-    """Softmax temperature of the KL term (scaled by T^2)."""
+    """Softmax temperature of the soft term (scaled by T^2)."""
+    divergence: Literal["forward", "reverse", "js"] = "forward"
+    """Soft term: `forward` KL(teacher || student) (mass-covering, Hinton), `reverse` KL(student ||
+    teacher) (mode-seeking, MiniLLM), `js` Jensen-Shannon (bounded, symmetric)."""
+    top_k: int = 64
+    """Sparse distillation: keep the teacher's k most likely tokens per position and lump the rest of its
+    mass (and the student's) into one tail bin, so the divergence is over k + 1 outcomes. 0: the full
+    vocabulary (online mode only: a dense cache would hold V values per token)."""
+    mode: Literal["cache", "online"] = "cache"
+    """`cache`: the teacher-cache stage writes the teacher's top-k log-probs for every batch once, and
+    distillation reads them memory-mapped with no teacher in memory; `online`: the teacher runs in the
+    loop (needed for top_k 0 and for feature distillation)."""
+    cache_dir: str | None = None
+    """mode cache: use a teacher cache another run built (its teacher-cache directory) instead of building
+    one; refused unless it was made from the same teacher, tokenizer, data and batches."""
+    init: Literal["random", "prune"] = "random"
+    """Student initialisation: `random`, or `prune` from the teacher (Minitron): keep the most important
+    layers (block influence), then the most important hidden channels, heads and MLP neurons (activation
+    magnitude on calibration batches) down to the student shape."""
+    hidden_weight: float = 0.0
+    """Feature distillation (online only): weight of matching student hidden states, through a learned
+    linear projection, to the teacher's at evenly mapped layers (MSE). 0 disables."""
+    attention_weight: float = 0.0
+    """Feature distillation (online only): weight of attention-map transfer, KL between the teacher's and
+    the student's head-averaged attention rows at mapped layers. 0 disables."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,3 +156,15 @@ class DistillConfig(TrainConfig):
             self.fail("alpha", f"must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
             self.fail("temperature", f"must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            self.fail("top_k", f"must be >= 0 (0: the full vocabulary), got {self.top_k}")
+        if self.mode == "cache" and self.top_k == 0:
+            self.fail("top_k", "a cache holds the teacher's top-k only; set top_k (e.g. 64) or mode: online")
+        for key in ("hidden_weight", "attention_weight"):
+            if getattr(self, key) < 0:
+                self.fail(key, f"must be >= 0, got {getattr(self, key)}")
+            if getattr(self, key) > 0 and self.mode != "online":
+                self.fail(key, "feature distillation needs the teacher's hidden states in the loop; "
+                               "set distill.mode: online")
+        if self.cache_dir is not None and self.mode != "cache":
+            self.fail("cache_dir", "is only read with mode: cache; remove it or set distill.mode: cache")

@@ -26,7 +26,7 @@ cropped to a random row-sized window, so long documents do not flood a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ class Batch:
     labels: torch.Tensor          # (B, T) int64, IGNORE_INDEX where nothing is predictable
     position_ids: torch.Tensor    # (B, T) int64, restart at 0 at each document start
     attention_mask: torch.Tensor  # (B, 1, T, T) float32, 0 allowed / finfo.min blocked
+    teacher_ids: torch.Tensor | None = None   # (B, T, k) int64, the teacher's top-k token ids (cached distillation)
+    teacher_logp: torch.Tensor | None = None  # (B, T, k) float32, their log-probabilities at the cache temperature
 
     @property
     def num_targets(self) -> int:
@@ -56,6 +58,22 @@ class Batch:
     def model_inputs(self) -> dict[str, torch.Tensor]:
         return {"input_ids": self.input_ids, "position_ids": self.position_ids,
                 "attention_mask": self.attention_mask}
+
+    def teacher_inputs(self) -> dict[str, torch.Tensor]:
+        """The cached teacher targets, when this batch carries them."""
+        if self.teacher_ids is None:
+            return {}
+        return {"teacher_ids": self.teacher_ids, "teacher_logp": self.teacher_logp}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every per-row tensor of the batch (what a data-parallel rank slices)."""
+        return {"labels": self.labels, **self.model_inputs(), **self.teacher_inputs()}
+
+
+class BatchSource(Protocol):
+    """What the training loop draws from: batch k, a pure function of k (so resuming needs only k)."""
+
+    def batch(self, k: int) -> Batch: ...
 
 
 def pack(pieces: list[np.ndarray], batch_size: int, seq_len: int) -> Batch:

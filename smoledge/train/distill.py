@@ -1,80 +1,140 @@
-"""Stage `distill`: train the student (recipe.student shape) against the pretrained teacher.
+"""Stage `distill`: train the student (recipe.student shape) against a teacher.
 
     smoledge distill build/quickstart.yaml
-    smoledge distill build/quickstart.yaml --set distill.alpha=0.3 --set distill.temperature=1.0
+    smoledge distill build/quickstart.yaml --set distill.alpha=0.3 --set distill.divergence=reverse
+    smoledge distill build/quickstart.yaml --set distill.mode=online --set distill.top_k=0
+    torchrun --nproc_per_node 2 -m smoledge.cli distill build/quickstart.yaml
 
-Loss per labelled position: alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T),
-the teacher (runs/<name>/pretrain/model) frozen in eval mode. Same loop, checkpoints
-and resume as pretraining; writes runs/<name>/distill/model/ and metrics.jsonl.
+Loss per labelled position: alpha * CE(labels) + (1 - alpha) * T^2 * D(teacher_T, student_T),
+D a forward/reverse KL or JS over the teacher's top-k tokens plus one tail bin (or the whole
+vocabulary with top_k 0), optionally plus feature losses (hidden states, attention maps).
+The teacher is this recipe's pretrained model or distill.teacher (a local HF directory or hub
+id). mode cache: its targets come memory-mapped from the teacher-cache stage (or
+distill.cache_dir) and it is never loaded here, unless init: prune needs its weights; mode
+online: it runs in the loop. Same loop, checkpoints, rollback and resume as pretraining;
+writes runs/<name>/distill/model/ and metrics.jsonl.
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from smoledge.errors import SmoledgeError
-from smoledge.io import sha256_file
 from smoledge.runs import StageContext, StageResult
 from smoledge.train.pretrain import base_metrics, check_context, stage_outputs, tokenized_inputs, training_data
 
+# Calibration batches for pruning: importance is a mean over this many training batches.
+PRUNE_CALIBRATION_BATCHES = 4
 
-def load_teacher(model_dir: Path, tokenizer: Any) -> torch.nn.Module:
-    """The frozen teacher, after checking it speaks the same tokenizer as the shards."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not (model_dir / "config.json").exists():
-        raise SmoledgeError(f"no teacher at {model_dir}; run `smoledge pretrain` for this recipe first")
-    teacher = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    vocab = len(tokenizer)
-    if teacher.config.vocab_size != vocab:
-        raise SmoledgeError(
-            f"teacher vocab_size {teacher.config.vocab_size} ({model_dir}) does not match the tokenizer's "
-            f"{vocab} tokens (train-tokenizer); re-run pretrain with this tokenizer (--force pretrain)"
-        )
-    if (model_dir / "tokenizer.json").exists():
-        teacher_vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
-        if teacher_vocab != tokenizer.get_vocab():
-            raise SmoledgeError(
-                f"the teacher's tokenizer ({model_dir}) differs from the train-tokenizer one "
-                f"({len(teacher_vocab)} vs {vocab} tokens, different ids); re-run pretrain (--force pretrain)"
-            )
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
+def cache_location(ctx: StageContext) -> Path:
+    cfg = ctx.recipe.distill
+    return Path(cfg.cache_dir) if cfg.cache_dir else ctx.stage_dir("teacher-cache")
+
+
+def external_inputs(recipe: Any) -> dict[str, Any]:
+    """An external teacher, or another run's cache, is an input the recipe does not describe."""
+    from smoledge.train.teacher import teacher_identity
+    from smoledge.train.teacher_cache import CACHE_JSON
+
+    cfg = recipe.distill
+    out: dict[str, Any] = {}
+    if cfg.teacher:
+        out["teacher"] = teacher_identity(cfg.teacher)
+    if cfg.mode == "cache" and cfg.cache_dir:
+        meta = Path(cfg.cache_dir) / CACHE_JSON
+        out["cache"] = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.exists() else None
+    return out
 
 
 def run(ctx: StageContext) -> StageResult:
     from smoledge.model.build import hf_config, init_model, num_params
     from smoledge.train.checkpoint import save_model_dir
+    from smoledge.train.data import mixture_weights
     from smoledge.train.loop import evaluate, train
     from smoledge.train.module import Distill
+    from smoledge.train.teacher import load_teacher, teacher_identity, teacher_source
+    from smoledge.train.teacher_cache import (CachedBatches, TeacherCache, batches_needed, expected_identity,
+                                              tokenizer_name)
 
     t0 = time.time()
     recipe, cfg = ctx.recipe, ctx.recipe.distill
     check_context(cfg, recipe.student, "distill", "student")
     tok_dir, tokenizer, train_shard, valid_shard = tokenized_inputs(ctx)
-    teacher = load_teacher(ctx.stage_dir("pretrain") / "model", tokenizer)
-    vocab = len(tokenizer)
-    student = init_model(hf_config(recipe.student, vocab_size=vocab), seed=cfg.seed)
+    source = teacher_source(recipe, ctx.stage_dir("pretrain"))
     sampler, valid = training_data(ctx, cfg, train_shard, valid_shard)
-    # The teacher's weights are part of what a checkpoint continues from.
-    teacher_sha = sha256_file(ctx.stage_dir("pretrain") / "model" / "model.safetensors")
-    identity = {"stage": "distill", "model": recipe.student.to_dict(), "train": cfg.to_dict(),
-                "data": recipe.data.to_dict(), "vocab_size": vocab, "teacher": teacher_sha}
-    objective = Distill(teacher, cfg.alpha, cfg.temperature)
-    outcome = train(student, cfg, sampler, valid, ctx.dir, ctx.progress, identity, objective=objective)
-    teacher_val = evaluate(teacher, valid)
+    tok_name = tokenizer_name(recipe, tok_dir)
+
+    teacher = None
+    if cfg.mode == "online" or cfg.init == "prune":
+        teacher = load_teacher(source, tokenizer, tok_name)
+    identity: dict[str, Any] = {"stage": "distill", "model": recipe.student.to_dict(), "train": cfg.to_dict(),
+                                "data": recipe.data.to_dict(), "teacher": teacher_identity(source)}
+    if cfg.mode == "cache":
+        want = expected_identity(ctx, cfg, source, tok_dir, mixture_weights(train_shard, recipe.data))
+        cache = TeacherCache.open(cache_location(ctx), want, batches_needed(cfg))
+        batches: Any = CachedBatches(sampler, cache)
+        vocab = cache.vocab_size
+        identity["cache"] = cache.meta["files"]
+        teacher_val = cache.meta.get("teacher_val_loss")
+    else:
+        batches = sampler
+        vocab = teacher.config.vocab_size
+        teacher_val = None
+    identity["vocab_size"] = vocab
+
+    student_cfg = hf_config(recipe.student, vocab_size=vocab)
+    prune_report = None
+    if cfg.init == "prune":
+        from smoledge.train.prune import prune_from_teacher
+
+        calib = [sampler.batch(k) for k in range(PRUNE_CALIBRATION_BATCHES)]
+        student, prune_report = prune_from_teacher(teacher, student_cfg, calib)
+    else:
+        student = init_model(student_cfg, seed=cfg.seed)
+    if cfg.mode == "cache":
+        teacher = None  # the point of the cache: distillation runs with the student alone in memory
+        gc.collect()
+
+    features = None
+    if cfg.hidden_weight > 0 or cfg.attention_weight > 0:
+        from smoledge.train.features import FeatureDistill
+
+        features = FeatureDistill(student.config, teacher.config, cfg.hidden_weight, cfg.attention_weight)
+    objective = Distill(teacher, cfg.alpha, cfg.temperature, cfg.divergence, cfg.top_k)
+    outcome = train(student, cfg, batches, valid, ctx.dir, ctx.progress, identity, objective=objective,
+                    features=features)
+    if teacher is not None:
+        teacher_val = evaluate(teacher, valid)
     files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
     metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
-    metrics["teacher_val_loss"] = round(teacher_val, 5)
-    metrics["teacher_params"] = num_params(teacher)
+    metrics.update(mode=cfg.mode, divergence=cfg.divergence, top_k=cfg.top_k, init=cfg.init,
+                   teacher=source, teacher_params=teacher_params(source))
+    if teacher_val is not None:
+        metrics["teacher_val_loss"] = round(teacher_val, 5)
+    if prune_report is not None:
+        metrics["prune"] = json.loads(json.dumps(prune_report, default=str))
+    shown_teacher = f"; teacher {teacher_val:.2f}" if teacher_val is not None else ""
     return StageResult(
         outputs=stage_outputs(ctx.dir, files),
         metrics=metrics,
-        summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f}; teacher {teacher_val:.2f})",
+        summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f}{shown_teacher})",
         artifact=ctx.dir / "model",
     )
+
+
+def teacher_params(source: str) -> int:
+    """The teacher's parameter count from its config alone (no weights loaded): a meta-device model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from smoledge.model.build import num_params
+    from smoledge.train.teacher import teacher_config
+
+    with torch.device("meta"):
+        shell = AutoModelForCausalLM.from_config(teacher_config(source))
+    return num_params(shell)

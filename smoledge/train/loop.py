@@ -3,6 +3,7 @@
     from smoledge.train.loop import train
     outcome = train(model, cfg, sampler, valid, stage_dir, progress, identity)
     outcome = train(student, cfg, sampler, valid, stage_dir, progress, identity, objective=Distill(teacher, 0.5, 2.0))
+    outcome = train(student, cfg, cached_sampler, valid, stage_dir, progress, identity, objective=Distill(None, ...))
     outcome.model    # the trained HF model, whole and on the CPU (MTP heads stripped)
 
 Each step: lr from the schedule, the next batch index from the data cursor, this
@@ -26,12 +27,13 @@ thread count and machine). Under torchrun the same holds for every rank.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -40,7 +42,7 @@ from smoledge.progress import Progress
 from smoledge.train.checkpoint import (latest_checkpoint, load_checkpoint, load_module_tensors, module_tensors,
                                        save_checkpoint)
 from smoledge.train.config import TrainConfig
-from smoledge.train.data import IGNORE_INDEX, Batch, PackedSampler
+from smoledge.train.data import IGNORE_INDEX, Batch, BatchSource
 from smoledge.train.losses import causal_lm_loss
 from smoledge.train.metrics import EVENTS, METRICS, MetricsLog, flops_per_token, peak_flops, read_metrics
 from smoledge.train.module import NextToken, Objective, TrainModule
@@ -106,26 +108,38 @@ def _thread_count(cfg: TrainConfig) -> int:
 def train(
     model: torch.nn.Module,
     cfg: TrainConfig,
-    sampler: PackedSampler,
+    sampler: BatchSource,
     valid: list[Batch],
     stage_dir: Path,
     progress: Progress,
     identity: dict[str, Any],
     objective: Objective | None = None,
+    features: torch.nn.Module | None = None,
 ) -> TrainOutcome:
+    """`sampler` is anything with `.batch(k) -> Batch` (cached distillation adds the teacher's targets);
+    `features` (a FeatureDistill) is trained and checkpointed with the model, never exported."""
+    with training_threads(cfg):
+        return _Run(model, cfg, sampler, valid, Path(stage_dir), progress, identity, objective or NextToken(),
+                    features).run()
+
+
+@contextlib.contextmanager
+def training_threads(cfg: TrainConfig) -> Iterator[None]:
+    """torch's intra-op threads for this config; the count is process-wide, so it is restored after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(_thread_count(cfg))
     try:
-        return _Run(model, cfg, sampler, valid, Path(stage_dir), progress, identity, objective or NextToken()).run()
+        yield
     finally:
-        torch.set_num_threads(threads)  # the thread count is process-wide; leave it as found
+        torch.set_num_threads(threads)
 
 
 class _Run:
     """One attempt at a training run: holds what the step, rollback and resume logic share."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, sampler: PackedSampler, valid: list[Batch],
-                 stage_dir: Path, progress: Progress, identity: dict[str, Any], objective: Objective):
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, sampler: BatchSource, valid: list[Batch],
+                 stage_dir: Path, progress: Progress, identity: dict[str, Any], objective: Objective,
+                 features: torch.nn.Module | None = None):
         self.cfg, self.sampler, self.valid, self.stage_dir = cfg, sampler, valid, stage_dir
         self.progress, self.identity = progress, identity
         self.lm = model
@@ -144,7 +158,7 @@ class _Run:
             from smoledge.train.qkclip import QKClip
 
             self.qk = QKClip(model, cfg.qk_clip)
-        core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss)
+        core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss, features)
         self.module = self.rt.wrap(core, core.blocks())
         self.core: TrainModule = unwrap(self.module)
         self.optim: Optimizers = build_optimizer(self.core, cfg, fused=self.rt.parallel != "fsdp")
@@ -193,7 +207,8 @@ class _Run:
         batch = rt.local_rows(self.sampler.batch(index))
         denoms = self._denoms(batch.labels)
         with rt.autocast():
-            loss, parts = self.module(**batch.model_inputs(), labels=batch.labels, denoms=denoms)
+            loss, parts = self.module(**batch.model_inputs(), labels=batch.labels, denoms=denoms,
+                                      **batch.teacher_inputs())
         # Each rank's loss is (its sum) / (global count / world): their mean is the global mean.
         values = rt.all_reduce(torch.stack([loss.detach(), *parts.values()]).double(), "avg")
         loss_value = float(values[0])

@@ -43,7 +43,7 @@ PLOT = "loss.png"
 PEAK_FLOPS_ENV = "SMOLEDGE_PEAK_FLOPS"
 
 # metrics.jsonl key -> TensorBoard tag. Keys not listed: "val_x" -> val/x, anything else -> train/x
-# (the loss parts a loss_fn returns: ce, kl, mtp, z_loss, ...).
+# (the loss parts a loss_fn returns: ce, soft, mtp, z_loss, ...).
 TAGS = {
     "loss": "train/loss",
     "val_loss": "val/loss",

@@ -2,10 +2,11 @@
 
     from smoledge.train.module import TrainModule, NextToken, Distill
     tm = TrainModule(model, NextToken(), mtp=MTPHeads(model.config, 2, "parallel"), mtp_weight=0.3, z_loss=1e-4)
-    loss, parts = tm(**batch.model_inputs(), labels=batch.labels, denoms=denoms)
+    loss, parts = tm(**batch.model_inputs(), labels=batch.labels, denoms=denoms, **batch.teacher_inputs())
 
 Everything the optimizer updates lives in this one nn.Module (the HF model under
-`lm`, the multi-token heads under `mtp`), so DDP and FSDP2 wrap a single module
+`lm`, the multi-token heads under `mtp`, feature-distillation projections under
+`features`), so DDP and FSDP2 wrap a single module
 whose forward returns the loss, and a checkpoint is one state. Export saves only
 `lm`: the MTP heads are training scaffolding and never reach a device.
 
@@ -17,50 +18,78 @@ so a distillation teacher is neither trained, checkpointed nor sharded.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from smoledge.train.data import Batch
-from smoledge.train.losses import causal_lm_loss, distill_loss, z_loss
+from smoledge.train.data import IGNORE_INDEX, Batch
+from smoledge.train.losses import causal_lm_loss, distill_loss, teacher_targets, z_loss
 from smoledge.train.mtp import MTPHeads, mtp_labels
+
+if TYPE_CHECKING:
+    from smoledge.train.features import FeatureDistill
 
 
 class Objective(Protocol):
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+                 features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
 
 class NextToken:
     """Plain next-token cross-entropy (pretraining)."""
 
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+                 features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ce = causal_lm_loss(logits, batch.labels, denom)
         return ce, {"ce": ce.detach()}
 
 
 class Distill:
-    """Hard-label CE plus temperature-scaled KL to a frozen teacher (see losses.distill_loss)."""
+    """Hard-label CE plus a temperature-scaled divergence to the teacher (see losses.distill_loss).
 
-    def __init__(self, teacher: torch.nn.Module, alpha: float, temperature: float):
+    The teacher's distribution comes from the batch when it carries cached top-k targets, else from
+    running `teacher` (online). With `features`, the teacher's hidden states / attention maps are matched
+    too (online only)."""
+
+    def __init__(self, teacher: torch.nn.Module | None, alpha: float, temperature: float,
+                 kind: str = "forward", top_k: int = 0):
         self.teacher = teacher
         self.alpha = alpha
         self.temperature = temperature
+        self.kind = kind
+        self.top_k = top_k
 
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            t_logits = self.teacher(**batch.model_inputs(), use_cache=False).logits  # (B, T, V)
-        return distill_loss(logits, t_logits, batch.labels, self.alpha, self.temperature, denom)
+    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+                 features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        teacher_out = None
+        if batch.teacher_ids is not None:
+            target = (batch.teacher_ids, batch.teacher_logp)             # (B, T, k), (B, T, k + 1)
+        elif self.teacher is None:
+            raise RuntimeError("Distill without a teacher needs batches carrying cached teacher targets")
+        else:
+            flags = features.output_flags() if features is not None else {}
+            with torch.no_grad():
+                teacher_out = self.teacher.model(**batch.model_inputs(), use_cache=False, **flags)
+                t_logits = self.teacher.lm_head(teacher_out.last_hidden_state)  # (B, T, V)
+                target = teacher_targets(t_logits, self.temperature, self.top_k)
+        loss, parts = distill_loss(logits, target, batch.labels, self.alpha, self.temperature, self.kind, denom)
+        if features is not None:
+            if teacher_out is None:
+                raise RuntimeError("feature distillation needs the teacher in the loop (distill.mode: online)")
+            keep = batch.labels != IGNORE_INDEX                                 # (B, T)
+            feat, feat_parts = features(student_out, teacher_out, keep, denom)
+            loss = loss + feat
+            parts.update(feat_parts)
+        return loss, parts
 
 
 class TrainModule(torch.nn.Module):
     def __init__(self, lm: torch.nn.Module, objective: Objective, mtp: MTPHeads | None = None,
-                 mtp_weight: float = 0.0, z_loss: float = 0.0):
+                 mtp_weight: float = 0.0, z_loss: float = 0.0, features: "FeatureDistill | None" = None):
         super().__init__()
         self.lm = lm
         self.mtp = mtp
+        self.features = features
         self.objective = objective
         self.mtp_weight = mtp_weight
         self.z_loss = z_loss
@@ -75,15 +104,20 @@ class TrainModule(torch.nn.Module):
         return [*self.lm.model.layers, *([] if self.mtp is None else self.mtp.blocks)]
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor,
-                attention_mask: torch.Tensor, denoms: torch.Tensor, eval_only: bool = False
+                attention_mask: torch.Tensor, denoms: torch.Tensor, eval_only: bool = False,
+                teacher_ids: torch.Tensor | None = None, teacher_logp: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss, detached parts). With eval_only: (summed next-token CE, {}) and nothing else runs."""
-        batch = Batch(input_ids=input_ids, labels=labels, position_ids=position_ids, attention_mask=attention_mask)
-        hidden = self.lm.model(**batch.model_inputs(), use_cache=False).last_hidden_state  # (B, T, C)
+        batch = Batch(input_ids=input_ids, labels=labels, position_ids=position_ids, attention_mask=attention_mask,
+                      teacher_ids=teacher_ids, teacher_logp=teacher_logp)
+        features = None if eval_only else self.features
+        flags = features.output_flags() if features is not None else {}
+        out = self.lm.model(**batch.model_inputs(), use_cache=False, **flags)
+        hidden = out.last_hidden_state                                                     # (B, T, C)
         logits = self.lm.lm_head(hidden)                                                    # (B, T, V)
         if eval_only:
             return causal_lm_loss(logits, labels, denom=1.0), {}
-        loss, parts = self.objective(logits, batch, denoms[0])
+        loss, parts = self.objective(logits, batch, denoms[0], student_out=out, features=features)
         if self.z_loss > 0:
             zl = z_loss(logits, labels, denoms[0])
             loss = loss + self.z_loss * zl

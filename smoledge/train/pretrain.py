@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from smoledge.train.loop import TrainOutcome
 
 
+def not_needed(recipe: Any) -> str | None:
+    """Pretraining makes the teacher; a recipe that distills from an existing one skips it."""
+    if recipe.distill.teacher:
+        return f"the teacher is {recipe.distill.teacher} (distill.teacher)"
+    return None
+
+
 def tokenized_inputs(ctx: StageContext) -> tuple[Path, Any, "Shard", "Shard"]:
     """(tokenizer dir, tokenizer, train shard, valid shard) from the train-tokenizer stage."""
     from transformers import AutoTokenizer

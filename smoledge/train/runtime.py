@@ -129,8 +129,7 @@ class Runtime:
         """This rank's contiguous slice of the global batch, moved to the device."""
         rows = batch.input_ids.shape[0] // self.world
         lo = self.rank * rows
-        fields = {k: getattr(batch, k)[lo:lo + rows].to(self.device, non_blocking=True)
-                  for k in ("input_ids", "labels", "position_ids", "attention_mask")}
+        fields = {k: t[lo:lo + rows].to(self.device, non_blocking=True) for k, t in batch.tensors().items()}
         return replace(batch, **fields)
 
     def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
