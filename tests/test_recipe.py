@@ -122,3 +122,22 @@ def test_cli_fails_fast_on_misspelled_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown key 'tokenizr'" in proc.stderr and "'tokenizer'" in proc.stderr
     assert not (tmp_path / "runs").exists(), "nothing may run before the recipe is valid"
+
+
+@pytest.mark.parametrize("override,named", [
+    ("distill.top_k=0", "distill.top_k: a cache holds the teacher's top-k only"),
+    ("distill.hidden_weight=1.0", "distill.hidden_weight: feature distillation needs the teacher"),
+    ("distill.divergence=kl", "distill.divergence: 'kl' is not valid; choose one of: forward, reverse, js"),
+    ("distill.init=copy", "distill.init: 'copy' is not valid"),
+    ("distill.cache_dir=/tmp/x", None),
+])
+def test_distill_settings_are_checked_with_their_key(override: str, named: str | None) -> None:
+    quickstart = REPO / "build" / "quickstart.yaml"
+    if named is None:  # valid in cache mode
+        assert load_recipe(quickstart, [override]).distill.cache_dir == "/tmp/x"
+        with pytest.raises(ConfigError, match="distill.cache_dir: is only read with mode: cache"):
+            load_recipe(quickstart, [override, "distill.mode=online"])
+        return
+    with pytest.raises(ConfigError) as exc:
+        load_recipe(quickstart, [override])
+    assert named in str(exc.value)

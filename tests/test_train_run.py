@@ -396,6 +396,27 @@ def test_online_top_k_distillation_matches_the_cached_one(pretrained, cached, to
     assert max(abs(a - b) for a, b in zip(curves["online"], curves["cache"])) < 2e-3
 
 
+def test_feature_distillation_trains_projections_that_stay_out_of_the_model(pretrained, tokenized: Path) -> None:
+    from safetensors import safe_open
+
+    from smoledge.train import distill
+
+    cfg = {**RECIPE["distill"], "max_steps": 6, "checkpoint_every": 6, "eval_every": 6, "mode": "online",
+           "hidden_weight": 1.0, "attention_weight": 1.0}
+    ctx = _ctx(Recipe.from_dict({**RECIPE, "distill": cfg}), tokenized, "distill-features")
+    distill.run(ctx)
+    rows = read_metrics(ctx.dir / "metrics.jsonl")
+    assert {"hidden", "attention", "soft", "ce"} <= set(rows[0])
+    assert rows[-1]["hidden"] < rows[0]["hidden"]
+    ckpt = latest_checkpoint(ctx.dir)
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        assert any(k.startswith("features.") for k in f.keys())
+    saved = json.loads((ctx.dir / "model" / "config.json").read_text())
+    assert saved.get("_attn_implementation", "sdpa") != "eager"
+    with safe_open(str(ctx.dir / "model" / "model.safetensors"), "pt") as f:
+        assert f.keys() and not any("features" in k for k in f.keys())
+
+
 def test_distill_rejects_a_teacher_with_another_tokenizer(pretrained, prose_texts, tmp_path: Path) -> None:
     from smoledge.data.bpe import train_bpe
     from smoledge.train.teacher import load_teacher

@@ -166,5 +166,8 @@ class DistillConfig(TrainConfig):
             if getattr(self, key) > 0 and self.mode != "online":
                 self.fail(key, "feature distillation needs the teacher's hidden states in the loop; "
                                "set distill.mode: online")
+        if self.attention_weight > 0 and self.qk_clip > 0:
+            self.fail("attention_weight", "attention maps need eager attention, and qk_clip installs its own; "
+                                          "set one of distill.attention_weight / distill.qk_clip to 0")
         if self.cache_dir is not None and self.mode != "cache":
             self.fail("cache_dir", "is only read with mode: cache; remove it or set distill.mode: cache")

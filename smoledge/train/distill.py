@@ -102,14 +102,19 @@ def run(ctx: StageContext) -> StageResult:
 
     features = None
     if cfg.hidden_weight > 0 or cfg.attention_weight > 0:
-        from smoledge.train.features import FeatureDistill
+        from smoledge.train.features import FeatureDistill, use_eager_attention
 
         features = FeatureDistill(student.config, teacher.config, cfg.hidden_weight, cfg.attention_weight)
+        if features.output_flags()["output_attentions"]:
+            use_eager_attention(student)  # only eager attention returns the maps
+            use_eager_attention(teacher)
     objective = Distill(teacher, cfg.alpha, cfg.temperature, cfg.divergence, cfg.top_k)
     outcome = train(student, cfg, batches, valid, ctx.dir, ctx.progress, identity, objective=objective,
                     features=features)
     if teacher is not None:
         teacher_val = evaluate(teacher, valid)
+    if outcome.model.config._attn_implementation == "eager":
+        outcome.model.set_attn_implementation("sdpa")  # the exported model names the stock implementation
     files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
     metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
     metrics.update(mode=cfg.mode, divergence=cfg.divergence, top_k=cfg.top_k, init=cfg.init,
