@@ -92,8 +92,11 @@ def test_fsdp2_with_muon_and_mtp_matches_one_process(shards: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_torchrun_smoledge_pretrain_matches_the_single_process_stage(tmp_path: Path) -> None:
-    """The CLI entry point itself under torchrun: rank 0 keeps the records, both ranks train."""
+@pytest.mark.parametrize("stage,before,count", [("pretrain", "train-tokenizer", 3), ("distill", "teacher-cache", 5)])
+def test_torchrun_smoledge_training_matches_the_single_process_stage(tmp_path: Path, stage: str, before: str,
+                                                                     count: int) -> None:
+    """The CLI entry point itself under torchrun: rank 0 keeps the records, both ranks train (distillation
+    from the teacher cache included)."""
     import shutil
 
     import yaml
@@ -103,21 +106,23 @@ def test_torchrun_smoledge_pretrain_matches_the_single_process_stage(tmp_path: P
     from test_train_run import TINY_BUILD
 
     recipe_path = tmp_path / "tiny.yaml"
-    recipe_path.write_text(yaml.safe_dump({**TINY_BUILD, "pretrain": {**TINY_BUILD["pretrain"], "max_steps": 12}}))
+    recipe_path.write_text(yaml.safe_dump({**TINY_BUILD, "pretrain": {**TINY_BUILD["pretrain"], "max_steps": 12},
+                                           "distill": {**TINY_BUILD["distill"], "max_steps": 12}}))
     recipe = load_recipe(recipe_path)
     single, multi = tmp_path / "single", tmp_path / "multi"
-    build(recipe, single, until="train-tokenizer", out=lambda s: None)
+    build(recipe, single, until=before, out=lambda s: None)
     shutil.copytree(single, multi)
-    build(recipe, single, until="pretrain", out=lambda s: None)
-    cmd = [*TORCHRUN, "-m", "smoledge.cli", "pretrain", str(recipe_path), "--runs-dir", str(multi)]
+    build(recipe, single, until=stage, out=lambda s: None)
+    cmd = [*TORCHRUN, "-m", "smoledge.cli", stage, str(recipe_path), "--runs-dir", str(multi)]
     done = _launch(cmd)
     assert done.returncode == 0, done.stderr[-3000:]
     # Rank 0 alone reports: one summary line per stage.
-    assert done.stderr.count("[3/3] pretrain: done") == 1 and done.stderr.count("[1/3] curate: up to date") == 1
-    a, b = read_record(single / "tiny" / "pretrain"), read_record(multi / "tiny" / "pretrain")
+    assert done.stderr.count(f"[{count}/{count}] {stage}: done") == 1
+    assert done.stderr.count(f"[1/{count}] curate: up to date") == 1
+    a, b = read_record(single / "tiny" / stage), read_record(multi / "tiny" / stage)
     assert b["metrics"]["steps"] == 12 and abs(a["metrics"]["val_loss"] - b["metrics"]["val_loss"]) <= 1e-4
-    ra = read_metrics(single / "tiny" / "pretrain" / "metrics.jsonl")
-    rb = read_metrics(multi / "tiny" / "pretrain" / "metrics.jsonl")
+    ra = read_metrics(single / "tiny" / stage / "metrics.jsonl")
+    rb = read_metrics(multi / "tiny" / stage / "metrics.jsonl")
     assert max(abs(x["loss"] - y["loss"]) for x, y in zip(ra, rb)) <= 1e-4
-    assert (multi / "tiny" / "pretrain" / "model" / "model.safetensors").exists()
+    assert (multi / "tiny" / stage / "model" / "model.safetensors").exists()
     assert {"metrics.jsonl", "events.jsonl", "loss.png", "model/config.json"} <= set(b["outputs"])
