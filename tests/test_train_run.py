@@ -396,6 +396,25 @@ def test_online_top_k_distillation_matches_the_cached_one(pretrained, cached, to
     assert max(abs(a - b) for a, b in zip(curves["online"], curves["cache"])) < 2e-3
 
 
+def test_a_student_pruned_from_the_teacher_starts_ahead_of_a_random_one(pretrained, cached, tokenized: Path) -> None:
+    from smoledge.train import distill
+
+    first = {}
+    for init in ("random", "prune"):
+        cfg = {**RECIPE["distill"], "max_steps": 6, "checkpoint_every": 6, "eval_every": 6, "init": init}
+        # Another student shape than the recipe's, from the same cache: 1 layer, head dim 24 like the teacher's.
+        student = {"preset": "custom", "num_layers": 1, "hidden_size": 48, "intermediate_size": 128,
+                   "num_heads": 2, "num_kv_heads": 1, "max_position_embeddings": 256}
+        ctx = _ctx(Recipe.from_dict({**RECIPE, "student": student, "distill": cfg}), tokenized, f"distill-{init}")
+        result = distill.run(ctx)
+        first[init] = read_metrics(ctx.dir / "metrics.jsonl")[0]["ce"]
+    # One of the teacher's two layers is kept (depth), and 48 of its 96 channels (width).
+    assert len(result.metrics["prune"]["kept_layers"]) == 1 and len(result.metrics["prune"]["dropped_layers"]) == 1
+    report = json.loads((ctx.dir / "prune.json").read_text())
+    assert len(report["hidden_channels"]) == 48
+    assert first["prune"] < first["random"] - 0.3, first
+
+
 def test_feature_distillation_trains_projections_that_stay_out_of_the_model(pretrained, tokenized: Path) -> None:
     from safetensors import safe_open
 

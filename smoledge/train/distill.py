@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from smoledge.io import atomic_write_json
 from smoledge.runs import StageContext, StageResult
 from smoledge.train.pretrain import base_metrics, check_context, stage_outputs, tokenized_inputs, training_data
 
 # Calibration batches for pruning: importance is a mean over this many training batches.
 PRUNE_CALIBRATION_BATCHES = 4
+PRUNE_REPORT = "prune.json"
 
 
 def cache_location(ctx: StageContext) -> Path:
@@ -121,8 +122,11 @@ def run(ctx: StageContext) -> StageResult:
                    teacher=source, teacher_params=teacher_params(source))
     if teacher_val is not None:
         metrics["teacher_val_loss"] = round(teacher_val, 5)
-    if prune_report is not None:
-        metrics["prune"] = json.loads(json.dumps(prune_report, default=str))
+    if prune_report is not None and ctx.is_main:
+        # Every kept channel and neuron: too long for the stage record, so a file of its own.
+        files.append(atomic_write_json(ctx.dir / PRUNE_REPORT, prune_report))
+        metrics["prune"] = {"kept_layers": [layer["teacher"] for layer in prune_report["layers"]],
+                            "dropped_layers": prune_report["dropped_layers"], "report": PRUNE_REPORT}
     shown_teacher = f"; teacher {teacher_val:.2f}" if teacher_val is not None else ""
     return StageResult(
         outputs=stage_outputs(ctx.dir, files),
