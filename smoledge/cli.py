@@ -18,7 +18,7 @@ from typing import Callable
 
 STAGE_HELP = {
     "curate": "read the recipe's sources; language ID, quality filters, PII scrub, MinHash dedup",
-    "train-tokenizer": "train the byte-level BPE tokenizer and write packed token shards",
+    "train-tokenizer": "train the byte-level BPE tokenizer (or load tokenizer.pretrained) and write packed token shards",
     "pretrain": "pretrain the teacher (SmolLM3 architecture) on the token shards",
     "teacher-cache": "precompute the teacher's top-k log-probs for every distillation batch (mode: cache)",
     "distill": "distill the GQA student from the teacher",

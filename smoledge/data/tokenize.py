@@ -4,24 +4,29 @@
     # or: smoledge.runs.build(recipe, until="train-tokenizer")
 
 Reads runs/<name>/curate/curated.parquet. Trains smoledge.data.bpe on the
-`train` split only (the held-out split never shapes the vocabulary), then
-writes into runs/<name>/tokenizer/:
+`train` split only (the held-out split never shapes the vocabulary), or, with
+tokenizer.pretrained, loads that tokenizer (a directory or hub id: a teacher's)
+instead, then writes into runs/<name>/tokenizer/:
 
   tokenizer/        the HF tokenizer (tokenizer.json, tokenizer_config.json, ...)
   shards/           train.* and valid.* (smoledge.data.shards): each document's
-                    token ids followed by EOS (id 0), with its language, source and
-                    sampling weight (curate's `weight` column: rehydration, or 1.0)
+                    token ids followed by the tokenizer's EOS (id 0 for smoledge's
+                    BPE), with its language, source and sampling weight (curate's
+                    `weight` column: rehydration, or 1.0)
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
 from smoledge.runs import StageContext, StageResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 TOKENIZER_DIR = "tokenizer"
 SHARDS_DIR = "shards"
@@ -47,6 +52,45 @@ def load_curated(path: Path) -> dict[str, list[Any]]:
     return cols
 
 
+def external_inputs(recipe: Any) -> dict[str, Any]:
+    """A local pretrained tokenizer by content (editing it must re-tokenize); a hub id is in the recipe."""
+    from smoledge.export.stage import TOKENIZER_FILES
+    from smoledge.io import sha256_file
+
+    name = recipe.tokenizer.pretrained
+    if name is None or not Path(name).is_dir():
+        return {}
+    files = sorted(p for p in Path(name).iterdir() if p.is_file() and p.name in TOKENIZER_FILES)
+    return {"pretrained": {p.name: sha256_file(p) for p in files}}
+
+
+def load_pretrained(name: str) -> "PreTrainedTokenizerFast":
+    """An existing tokenizer (directory or hub id) that smoledge can shard with and export to GGUF."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from smoledge.export.gguf import check_pre_tokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise SmoledgeError(
+            f"cannot load tokenizer.pretrained '{name}' ({str(exc).strip().splitlines()[0]}); give a local "
+            f"directory holding tokenizer.json, or a hub id with network access (or one already in the HF cache: "
+            f"huggingface-cli download {name} --include 'tokenizer*' --local-dir DIR, then pretrained: DIR)"
+        ) from None
+    if not tok.is_fast:
+        raise SmoledgeError(f"tokenizer.pretrained '{name}' has no tokenizer.json (a slow, Python-only tokenizer); "
+                            "smoledge needs a fast byte-level BPE tokenizer to shard and export")
+    if tok.eos_token_id is None:
+        raise SmoledgeError(f"tokenizer.pretrained '{name}' has no EOS token; documents are separated by EOS in "
+                            "the shards. Use a tokenizer that defines eos_token")
+    # Refuse now, not after days of distillation, a tokenizer the GGUF export could not reproduce.
+    check_pre_tokenizer(json.loads(tok.backend_tokenizer.to_str()), name)
+    return tok
+
+
 def _fmt_count(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.1f}M"
@@ -57,7 +101,7 @@ def _fmt_count(n: int) -> str:
 
 def run(ctx: StageContext) -> StageResult:
     from smoledge.data.bpe import train_bpe
-    from smoledge.data.shards import write_split
+    from smoledge.data.shards import pick_dtype, write_split
 
     recipe = ctx.recipe
     cfg = recipe.tokenizer
@@ -69,12 +113,20 @@ def run(ctx: StageContext) -> StageResult:
     if not by_split["train"]:
         raise SmoledgeError("curated.parquet has no 'train' documents; add data or lower data.valid_fraction")
 
-    ctx.progress.update(f"training BPE (vocab {cfg.vocab_size}) on {len(by_split['train'])} docs")
-    tok = train_bpe((cols["text"][i] for i in by_split["train"]), cfg.vocab_size, cfg.min_frequency)
+    if cfg.pretrained is not None:
+        ctx.progress.update(f"loading tokenizer {cfg.pretrained}")
+        tok = load_pretrained(cfg.pretrained)
+    else:
+        ctx.progress.update(f"training BPE (vocab {cfg.vocab_size}) on {len(by_split['train'])} docs")
+        tok = train_bpe((cols["text"][i] for i in by_split["train"]), cfg.vocab_size, cfg.min_frequency)
+        if tok.eos_token_id != 0:
+            raise SmoledgeError(f"tokenizer EOS id is {tok.eos_token_id}, expected 0; smoledge.data.bpe must put "
+                                "EOS first")
     vocab_size = len(tok)
     eos = tok.eos_token_id
-    if eos != 0:
-        raise SmoledgeError(f"tokenizer EOS id is {eos}, expected 0; smoledge.data.bpe must put EOS first")
+    if pick_dtype(vocab_size, cfg.dtype) == "uint16" and vocab_size > 65536:
+        raise SmoledgeError(f"tokenizer.dtype uint16 cannot hold the {vocab_size} ids of this tokenizer; "
+                            "set tokenizer.dtype: auto (or uint32)")
     tok_dir = ctx.dir / TOKENIZER_DIR
     with atomic_dir(tok_dir) as tmp:
         tok.save_pretrained(tmp)
@@ -111,7 +163,9 @@ def run(ctx: StageContext) -> StageResult:
 
     metrics = {
         "vocab_size": vocab_size,
-        "requested_vocab_size": cfg.vocab_size,
+        "requested_vocab_size": None if cfg.pretrained else cfg.vocab_size,
+        "pretrained": cfg.pretrained,
+        "eos_id": eos,
         "tokens": tokens,
         "docs": docs_per_split,
         "tokens_per_language": tokens_per_lang,

@@ -2,7 +2,9 @@
 
 smoledge's own writer over the `gguf` package: llama.cpp's converter rejects
 smoledge's tokenizer, and owning the mapping lets us refuse, with a reason,
-anything llama.cpp would run differently from PyTorch.
+anything llama.cpp would run differently from PyTorch. The tokenizer's split
+regex picks llama.cpp's pre-tokenizer (gpt-2 for smoledge's BPE, llama-bpe for
+a Llama-3/SmolLM3 tokenizer given as tokenizer.pretrained; gguf_constants.PRE_TOKENIZERS).
 
     from smoledge.export.gguf import write_gguf
     write_gguf("runs/quickstart/export/hf", "model-q8_0.gguf", "q8_0")
@@ -69,7 +71,7 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
         w.add_tokenizer_model(C.GGUF_TOKENIZER_MODEL)
-        w.add_tokenizer_pre(C.GGUF_PRE_TOKENIZER)
+        w.add_tokenizer_pre(vocab["pre"])
         w.add_token_list(vocab["tokens"])
         w.add_token_types(vocab["types"])
         w.add_token_merges(vocab["merges"])
@@ -159,8 +161,9 @@ def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]
 # ---------------------------------------------------------------- tokenizer
 
 
-def check_pre_tokenizer(tok_json: dict[str, Any], where: Path | str = "") -> None:
-    """Refuse a tokenizer.json that llama.cpp's `gpt-2` byte-level BPE would not reproduce."""
+def check_pre_tokenizer(tok_json: dict[str, Any], where: Path | str = "") -> str:
+    """The llama.cpp pre-tokenizer (tokenizer.ggml.pre) that reproduces this tokenizer.json;
+    refuses one that llama.cpp's byte-level BPE would tokenize differently."""
     where = f" ({where})" if where else ""
     model = tok_json.get("model") or {}
     if model.get("type") != "BPE":
@@ -170,35 +173,58 @@ def check_pre_tokenizer(tok_json: dict[str, Any], where: Path | str = "") -> Non
                             "smoledge's byte-level BPE")
     if tok_json.get("normalizer") is not None:
         raise SmoledgeError(f"tokenizer has a normalizer {tok_json['normalizer'].get('type')!r}{where}; llama.cpp's "
-                            "gpt-2 tokenizer applies none, so text would tokenize differently. Retrain without one")
-    if not _is_gpt2_pre_tokenizer(tok_json.get("pre_tokenizer")):
+                            "byte-level BPE applies none, so text would tokenize differently. Retrain without one")
+    pre = tok_json.get("pre_tokenizer")
+    regex = _split_regex(pre)
+    if regex is None:
         raise SmoledgeError(
-            f"tokenizer pre-tokenizer {json.dumps(tok_json.get('pre_tokenizer'))[:200]}{where} is not the GPT-2 "
-            "byte-level regex; llama.cpp has no equivalent, so the GGUF would tokenize differently. Retrain the "
-            "tokenizer with ByteLevel(add_prefix_space=False, use_regex=True) (smoledge.data.bpe.train_bpe)"
+            f"tokenizer pre-tokenizer {json.dumps(pre)[:200]}{where} is not a byte-level regex split "
+            "llama.cpp can reproduce, so the GGUF would tokenize differently. Use a tokenizer whose pre-tokenizer "
+            "is ByteLevel(use_regex=True) or Split(regex) + ByteLevel(use_regex=False): smoledge's own BPE "
+            "(smoledge.data.bpe.train_bpe) or a Llama-3/SmolLM3 tokenizer (tokenizer.pretrained)"
         )
+    if regex not in C.PRE_TOKENIZERS:
+        known = "; ".join(f"{name}: {r!r}" for r, (name, _) in C.PRE_TOKENIZERS.items())
+        raise SmoledgeError(
+            f"tokenizer pre-tokenizer splits with the regex {regex!r}{where}, which smoledge does not map to a "
+            f"llama.cpp pre-tokenizer (it maps {known}); the GGUF would tokenize differently. Use a tokenizer with "
+            "one of those regexes, or add the regex with the llama.cpp pre-tokenizer that implements it to "
+            "PRE_TOKENIZERS in smoledge/export/gguf_constants.py (and prove it as "
+            "tests/test_export_pretrained_tokenizer.py does for llama-bpe)"
+        )
+    name, ignore_merges = C.PRE_TOKENIZERS[regex]
+    if bool(model.get("ignore_merges", False)) != ignore_merges:
+        raise SmoledgeError(
+            f"tokenizer{where} has ignore_merges={bool(model.get('ignore_merges', False))} but llama.cpp's '{name}' "
+            f"pre-tokenizer runs with ignore_merges={ignore_merges}; words in the vocabulary would split "
+            "differently. Use the tokenizer as its model family publishes it"
+        )
+    return name
 
 
-def _is_gpt2_pre_tokenizer(pre: Any) -> bool:
+def _split_regex(pre: Any) -> str | None:
+    """The split regex of a byte-level pre-tokenizer, or None for any other structure."""
     if not isinstance(pre, dict):
-        return False
+        return None
     if pre.get("type") == "ByteLevel":
-        return bool(pre.get("use_regex", True)) and not pre.get("add_prefix_space", False)
+        if pre.get("use_regex", True) and not pre.get("add_prefix_space", False):
+            return C.GPT2_SPLIT_REGEX  # ByteLevel's built-in regex is GPT-2's
+        return None
     if pre.get("type") == "Sequence":
         parts = pre.get("pretokenizers") or []
         if len(parts) != 2:
-            return False
+            return None
         split, byte_level = parts
-        return (
+        if (
             split.get("type") == "Split"
-            and (split.get("pattern") or {}).get("Regex") == C.GPT2_SPLIT_REGEX
             and split.get("behavior") == "Isolated"
             and not split.get("invert", False)
             and byte_level.get("type") == "ByteLevel"
             and not byte_level.get("use_regex", True)
             and not byte_level.get("add_prefix_space", False)
-        )
-    return False
+        ):
+            return (split.get("pattern") or {}).get("Regex")
+    return None
 
 
 def read_vocab(hf_dir: Path, vocab_size: int) -> dict[str, Any]:
@@ -206,7 +232,7 @@ def read_vocab(hf_dir: Path, vocab_size: int) -> dict[str, Any]:
     from gguf import TokenType
 
     tok_json = _read_json(hf_dir / "tokenizer.json")
-    check_pre_tokenizer(tok_json, hf_dir / "tokenizer.json")
+    pre = check_pre_tokenizer(tok_json, hf_dir / "tokenizer.json")
     tok_cfg = _read_json(hf_dir / "tokenizer_config.json") if (hf_dir / "tokenizer_config.json").exists() else {}
 
     by_id: dict[int, str] = {int(i): t for t, i in tok_json["model"]["vocab"].items()}
@@ -246,6 +272,7 @@ def read_vocab(hf_dir: Path, vocab_size: int) -> dict[str, Any]:
         chat_template = (hf_dir / "chat_template.jinja").read_text(encoding="utf-8")
     eot = ids.get("<|im_end|>")
     return {
+        "pre": pre,
         "tokens": tokens,
         "types": token_types,
         "merges": merges,

@@ -42,11 +42,22 @@ QUANT_FALLBACK = GGMLQuantizationType.F16
 # no GGUF key to change that, so only this interval can be exported faithfully.
 LLAMA_CPP_NOPE_INTERVAL = 4
 
-# The GPT-2 split regex. A tokenizer.json pre-tokenizer equal to ByteLevel(use_regex=True)
-# or to Split(this regex) + ByteLevel(use_regex=False) is what llama.cpp's `gpt-2`
-# pre-tokenizer implements; anything else would tokenize differently there.
+# Byte-level BPE split regexes llama.cpp reproduces. A tokenizer.json pre-tokenizer of
+# ByteLevel(use_regex=True) (the GPT-2 regex) or Split(regex) + ByteLevel(use_regex=False)
+# exports with the llama.cpp pre-tokenizer named here; any other regex would tokenize
+# differently there, so export refuses it.
 GPT2_SPLIT_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-GGUF_PRE_TOKENIZER = "gpt-2"
+# Llama 3's, as its tokenizer.json (and SmolLM3's, which reuses Llama 3's tokenizer) spells it.
+LLAMA3_SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                      r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# regex -> (tokenizer.ggml.pre, whether llama.cpp's tokenizer of that name ignores merges:
+# takes a pre-token that is itself in the vocabulary whole). HF's BPE `ignore_merges` must agree.
+# Both are checked token for token against llama.cpp: gpt-2 by every export test (smoledge's
+# BPE), llama-bpe in tests/test_export_pretrained_tokenizer.py.
+PRE_TOKENIZERS: dict[str, tuple[str, bool]] = {
+    GPT2_SPLIT_REGEX: ("gpt-2", False),
+    LLAMA3_SPLIT_REGEX: ("llama-bpe", True),
+}
 GGUF_TOKENIZER_MODEL = "gpt2"
 
 # HF activation names llama.cpp's llama/smollm3 graphs compute (SwiGLU with SiLU).

@@ -1,27 +1,45 @@
 """Build a transformers SmolLM3 from a ModelConfig.
 
-    from smoledge.model.build import hf_config, init_model
-    model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=4096), seed=0)
+    from smoledge.model.build import hf_config, init_model, special_ids
+    model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=len(tok), **special_ids(tok)), seed=0)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from smoledge.errors import SmoledgeError
 from smoledge.model.config import ModelConfig
 
 if TYPE_CHECKING:
     from transformers import SmolLM3Config, SmolLM3ForCausalLM
 
-# Special token ids fixed by smoledge's tokenizer (see smoledge.data.bpe).
+# Special token ids of smoledge's own tokenizer (see smoledge.data.bpe); a pretrained
+# tokenizer (tokenizer.pretrained) has its own: take them with special_ids(tokenizer).
 EOS_ID = 0
 BOS_ID = 0
 PAD_ID = 0
 
 
-def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int = BOS_ID, eos_id: int = EOS_ID,
+def special_ids(tokenizer: Any) -> dict[str, int | None]:
+    """hf_config's bos_id / eos_id / pad_id from a tokenizer: the ids the model's config and
+    generation config must carry so HF generate() and the exported GGUF stop where the shards
+    end documents (at the tokenizer's EOS). A tokenizer without a pad token pads with EOS;
+    one without BOS (SmolLM3's) gives bos_id None."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise SmoledgeError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no EOS token; documents "
+                            "and generations need one to end. Use a tokenizer that defines eos_token")
+    pad = tokenizer.pad_token_id
+    return {"bos_id": tokenizer.bos_token_id, "eos_id": eos, "pad_id": eos if pad is None else pad}
+
+
+def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int | None = BOS_ID, eos_id: int = EOS_ID,
               pad_id: int = PAD_ID) -> "SmolLM3Config":
-    """SmolLM3Config for this shape: GQA, NoPE every `no_rope_interval` layers, tied embeddings."""
+    """SmolLM3Config for this shape: GQA, NoPE every `no_rope_interval` layers, tied embeddings.
+
+    `vocab_size` may exceed the tokenizer's length (a teacher's padded embedding table):
+    the extra rows are ids no text maps to."""
     from transformers import SmolLM3Config
 
     layers, hidden, mlp, heads, kv = cfg.dims()

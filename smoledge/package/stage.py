@@ -93,7 +93,9 @@ def run(ctx: StageContext) -> StageResult:
         chat_template=_chat_template(hf, tok_config),
         bos_token=_token_text(tok_config.get("bos_token")),
         eos_token=_token_text(tok_config.get("eos_token")),
-        stop_tokens=[t for t in END_TOKENS + (_token_text(tok_config.get("eos_token")),) if t],
+        # dict.fromkeys: a tokenizer whose EOS is <|im_end|> (SmolLM3's) lists it once.
+        stop_tokens=[t for t in dict.fromkeys((*END_TOKENS, _token_text(tok_config.get("eos_token"))))
+                     if t],
         n_ctx=n_ctx,
         n_ctx_train=n_ctx_train,
         threads=pkg.threads or (profiles[0].threads if profiles else 0),

@@ -53,12 +53,12 @@ def external_inputs(recipe: Any) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    from smoledge.model.build import hf_config, init_model, num_params
+    from smoledge.model.build import hf_config, init_model, num_params, special_ids
     from smoledge.train.checkpoint import save_model_dir
     from smoledge.train.data import mixture_weights
     from smoledge.train.loop import evaluate, train
     from smoledge.train.module import Distill
-    from smoledge.train.teacher import load_teacher, teacher_identity, teacher_source
+    from smoledge.train.teacher import load_teacher, teacher_dtype, teacher_identity, teacher_source
     from smoledge.train.teacher_cache import (CachedBatches, TeacherCache, batches_needed, expected_identity,
                                               tokenizer_name)
 
@@ -72,7 +72,7 @@ def run(ctx: StageContext) -> StageResult:
 
     teacher = None
     if cfg.mode == "online" or cfg.init == "prune":
-        teacher = load_teacher(source, tokenizer, tok_name)
+        teacher = load_teacher(source, tokenizer, tok_name, teacher_dtype(cfg))
     identity: dict[str, Any] = {"stage": "distill", "model": recipe.student.to_dict(), "train": cfg.to_dict(),
                                 "data": recipe.data.to_dict(), "teacher": teacher_identity(source)}
     if cfg.mode == "cache":
@@ -88,7 +88,7 @@ def run(ctx: StageContext) -> StageResult:
         teacher_val = None
     identity["vocab_size"] = vocab
 
-    student_cfg = hf_config(recipe.student, vocab_size=vocab)
+    student_cfg = hf_config(recipe.student, vocab_size=vocab, **special_ids(tokenizer))
     prune_report = None
     if cfg.init == "prune":
         from smoledge.train.prune import prune_from_teacher

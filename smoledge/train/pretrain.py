@@ -111,7 +111,7 @@ def stage_outputs(stage_dir: Path, model_files: list[Path]) -> list[Path]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    from smoledge.model.build import hf_config, init_model, num_params
+    from smoledge.model.build import hf_config, init_model, num_params, special_ids
     from smoledge.train.checkpoint import save_model_dir
     from smoledge.train.loop import train
 
@@ -120,7 +120,7 @@ def run(ctx: StageContext) -> StageResult:
     check_context(cfg, recipe.teacher, "pretrain", "teacher")
     tok_dir, tokenizer, train_shard, valid_shard = tokenized_inputs(ctx)
     vocab = len(tokenizer)
-    model = init_model(hf_config(recipe.teacher, vocab_size=vocab), seed=cfg.seed)
+    model = init_model(hf_config(recipe.teacher, vocab_size=vocab, **special_ids(tokenizer)), seed=cfg.seed)
     sampler, valid = training_data(ctx, cfg, train_shard, valid_shard)
     identity = {"stage": "pretrain", "model": recipe.teacher.to_dict(), "train": cfg.to_dict(),
                 "data": recipe.data.to_dict(), "vocab_size": vocab}

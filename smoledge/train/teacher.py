@@ -134,6 +134,16 @@ def load_teacher(source: str, tokenizer: Any, tokenizer_name: str, dtype: Any = 
     return teacher
 
 
+def teacher_dtype(cfg: Any) -> Any:
+    """bf16 where training runs in bf16 (a frozen teacher needs no fp32 master weights: half the memory
+    of a 3B teacher), else fp32."""
+    import torch
+
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+    return torch.bfloat16 if bf16 else torch.float32
+
+
 def tokenizer_identity(tok_dir: Path) -> str:
     """sha256 of the tokenizer's vocabulary and merges (tokenizer.json's model section)."""
     spec = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))

@@ -256,12 +256,12 @@ def build_cache(ctx: StageContext) -> tuple[list[Path], dict[str, Any]]:
     from smoledge.train.losses import teacher_targets
     from smoledge.train.pretrain import tokenized_inputs, training_data
     from smoledge.train.runtime import Runtime
-    from smoledge.train.teacher import load_teacher, teacher_source
+    from smoledge.train.teacher import load_teacher, teacher_dtype, teacher_source
 
     recipe, cfg = ctx.recipe, ctx.recipe.distill
     tok_dir, tokenizer, train_shard, valid_shard = tokenized_inputs(ctx)
     source = teacher_source(recipe, ctx.stage_dir("pretrain"))
-    teacher = load_teacher(source, tokenizer, tokenizer_name(recipe, tok_dir))
+    teacher = load_teacher(source, tokenizer, tokenizer_name(recipe, tok_dir), teacher_dtype(cfg))
     vocab = teacher.config.vocab_size
     rt = Runtime.from_config(cfg, 0)
     teacher.to(rt.device)
