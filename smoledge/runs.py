@@ -57,8 +57,9 @@ class StageSpec:
     """Stage (and CLI subcommand) name."""
     module: str
     """Module defining `run(ctx) -> StageResult`, and optionally `external_inputs(recipe) -> dict`
-    (what outside the recipe the stage depends on) and `not_needed(recipe) -> str | None` (why this
-    recipe does not run the stage, e.g. pretraining when the teacher comes from elsewhere)."""
+    (what outside the recipe the stage depends on), `not_needed(recipe) -> str | None` (why this
+    recipe does not run the stage, e.g. pretraining when the teacher comes from elsewhere) and
+    `preflight(ctx)` (cheap checks that raise before the stage's old outputs are cleared)."""
     deps: tuple[str, ...]
     """Stages whose outputs this one reads."""
     sections: tuple[str, ...]
@@ -325,6 +326,11 @@ def build(
                 out(f"{label}: up to date, skipped")
                 continue
             participates = ranks.is_main or s.multiprocess
+            progress = Progress(label) if ranks.is_main else Progress(label, stream=io.StringIO())
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages,
+                               rank=ranks.rank)
+            if ranks.is_main and hasattr(module, "preflight"):
+                module.preflight(ctx)  # refuses bad inputs while the previous outputs are still in place
             resuming = _prepare_dir(stage_dir, fp) if ranks.is_main else True
             ranks.barrier()  # the directory is ready before any rank writes into it
             if not participates:
@@ -332,12 +338,9 @@ def build(
                 outcomes.append(StageOutcome(s.name, "ran", 0.0, read_record(stage_dir) or {}))
                 continue
             out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
-            progress = Progress(label) if ranks.is_main else Progress(label, stream=io.StringIO())
             t0 = time.time()
-            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages,
-                               rank=ranks.rank)
             result: StageResult = module.run(ctx)
-            progress.close()
+            ctx.progress.close()
             seconds = time.time() - t0
             record = (_write_record(s, stage_dir, result, fp, fingerprints, external, recipe, seconds, resuming)
                       if ranks.is_main else {})

@@ -117,3 +117,11 @@ def test_a_stage_the_recipe_does_not_need_is_reported_and_not_run(tmp_path: Path
     assert [o.status for o in outcomes] == ["not needed", "not needed"] and toy_stages.CALLS == []
     assert not (tmp_path / "toy" / "first").exists()
     assert "not needed" in summary_table(outcomes) and "this recipe says so" in summary_table(outcomes)
+
+
+def test_a_refused_preflight_keeps_the_previous_outputs(tmp_path: Path) -> None:
+    _build(Recipe.from_dict({"name": "toy", "seed": 1}), tmp_path)
+    before = (tmp_path / "toy" / "first" / "a.txt").read_text()
+    with pytest.raises(ValueError, match="first: refused before running"):
+        _build(Recipe.from_dict({"name": "toy", "seed": 2, "description": "refuse"}), tmp_path)
+    assert (tmp_path / "toy" / "first" / "a.txt").read_text() == before

@@ -448,6 +448,23 @@ def test_distill_rejects_a_teacher_with_another_tokenizer(pretrained, prose_text
     assert "1024 vs 512 tokens" in msg and "not remapped" in msg
 
 
+def test_distill_preflight_refuses_an_external_teacher_with_another_tokenizer(pretrained, prose_texts, tmp_path: Path,
+                                                                          tokenized: Path) -> None:
+    """Checked before the build clears the previous student (runs.py calls preflight first)."""
+    from smoledge.data.bpe import train_bpe
+    from smoledge.train import distill
+
+    other_dir = tmp_path / "other-teacher"
+    other = train_bpe(prose_texts[:300], vocab_size=512)
+    init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=len(other)), seed=0).save_pretrained(other_dir)
+    other.save_pretrained(other_dir)
+    recipe = Recipe.from_dict({**RECIPE, "distill": {**RECIPE["distill"], "teacher": str(other_dir),
+                                                     "mode": "online"}})
+    ctx = _ctx(recipe, tokenized, "distill-preflight")
+    with pytest.raises(SmoledgeError, match=r"512 vs 1024 tokens.*not remapped"):
+        distill.preflight(ctx)
+
+
 def test_distill_needs_a_pretrained_teacher(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
     from transformers import AutoTokenizer
 

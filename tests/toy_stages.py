@@ -21,6 +21,11 @@ def not_needed(recipe):
     return "this recipe says so" if recipe.description == "nothing to do" else None
 
 
+def preflight(ctx):
+    if ctx.recipe.description == "refuse":
+        raise ValueError(f"{ctx.dir.name}: refused before running")
+
+
 def run(ctx):
     name = "first" if ctx.dir.name == "first" else "second"
     CALLS.append(name)

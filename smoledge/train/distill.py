@@ -52,6 +52,19 @@ def external_inputs(recipe: Any) -> dict[str, Any]:
     return out
 
 
+def preflight(ctx: StageContext) -> None:
+    """An external teacher must speak the shards' tokenizer: checked before the last student is cleared."""
+    from transformers import AutoTokenizer
+
+    from smoledge.train.teacher import check_tokenizer
+    from smoledge.train.teacher_cache import tokenizer_name
+
+    tok_dir = ctx.stage_dir("train-tokenizer") / "tokenizer"
+    if ctx.recipe.distill.teacher and (tok_dir / "tokenizer.json").exists():
+        check_tokenizer(ctx.recipe.distill.teacher, AutoTokenizer.from_pretrained(tok_dir),
+                        tokenizer_name(ctx.recipe, tok_dir))
+
+
 def run(ctx: StageContext) -> StageResult:
     from smoledge.model.build import hf_config, init_model, num_params, special_ids
     from smoledge.train.checkpoint import save_model_dir
