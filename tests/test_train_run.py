@@ -396,6 +396,20 @@ def test_online_top_k_distillation_matches_the_cached_one(pretrained, cached, to
     assert max(abs(a - b) for a, b in zip(curves["online"], curves["cache"])) < 2e-3
 
 
+def test_distillation_runs_with_the_rest_of_the_engine(pretrained, cached, tokenized: Path) -> None:
+    """Muon, MTP heads, z-loss and QK-clip under the distillation objective, from the cache."""
+    from smoledge.train import distill
+
+    cfg = {**RECIPE["distill"], "max_steps": 8, "checkpoint_every": 4, "eval_every": 8, "optimizer": "muon",
+           "lr": 1e-2, "mtp_heads": 1, "z_loss": 1e-4, "qk_clip": 100.0, "divergence": "js"}
+    ctx = _ctx(Recipe.from_dict({**RECIPE, "distill": cfg}), tokenized, "distill-engine")
+    result = distill.run(ctx)
+    rows = read_metrics(ctx.dir / "metrics.jsonl")
+    assert {"ce", "soft", "mtp", "z_loss"} <= set(rows[0]) and len(rows) == 8
+    assert all(math.isfinite(r["loss"]) for r in rows) and result.metrics["rollbacks"] == 0
+    assert [p.name for p in checkpoint_dirs(ctx.dir)][-1] == "step-000008"
+
+
 def test_a_student_pruned_from_the_teacher_starts_ahead_of_a_random_one(pretrained, cached, tokenized: Path) -> None:
     from smoledge.train import distill
 
