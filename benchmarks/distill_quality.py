@@ -7,8 +7,8 @@ The quickstart recipe (build/quickstart.yaml) is built up to its teacher-cache s
 teacher, 4 layers x 128 wide, pretrained; its top-64 cache at the recipe's T = 1) unless runs/quickstart holds
 it already. Then the quickstart student shape (2 layers x 64 wide, 4 heads / 2 KV heads) is trained
 once per variant by smoledge's own distill stage, with the recipe's distill section (forward KL over
-the top-64 + tail, alpha 0.5, T 1, AdamW lr 3e-3, WSD, 300 steps of 8 x 256 tokens, seed 1234)
-changed only as the variant says. Every run sees the
+the top-64 + tail, alpha 0.5, T 1, AdamW lr 3e-3, WSD, 300 steps of 8 x 256 tokens, seed 1234) but
+a random init, changed only as the variant says. Every run sees the
 same batches in the same order and starts from the same init (except `prune`, which starts from the
 pruned teacher). `scratch` is alpha = 1: cross-entropy on the labels only, the teacher's term has
 weight 0, so it is training from scratch on the same tokens.
@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hidden": {"mode": "online", "hidden_weight": 1.0},
     "attention": {"mode": "online", "attention_weight": 1.0},
     "prune": {"init": "prune"},
+    "prune+attention": {"init": "prune", "mode": "online", "attention_weight": 1.0},
     "t2": {"mode": "online", "temperature": 2.0},                    # T = 2 (online: the cache is at the recipe's T)
 }
 
@@ -90,6 +91,8 @@ def run_variant(name: str, changes: dict[str, Any], recipe: Any, run_dir: Path, 
     from smoledge.train import distill
     from smoledge.train.metrics import METRICS, read_metrics
 
+    # A random init unless the variant prunes: the comparison with scratch is about the loss.
+    changes = {"init": "random", **changes}
     cfg = replace(recipe.distill, threads=args.threads, tensorboard=False, device="cpu", **changes)
     if args.steps:
         cfg = replace(cfg, max_steps=args.steps)

@@ -340,7 +340,7 @@ def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Rec
     for k in (0, 44):
         batch = sampler.batch(k)
         with torch.no_grad():
-            want_ids, want_logp = teacher_targets(teacher(**batch.model_inputs()).logits, 2.0, 64)
+            want_ids, want_logp = teacher_targets(teacher(**batch.model_inputs()).logits, recipe.distill.temperature, 64)
         ids, logp = cache.targets(k)
         order = want_ids.argsort(-1)
         assert torch.equal(torch.from_numpy(ids), want_ids.gather(-1, order))
@@ -358,7 +358,7 @@ def AutoModelForCausalLM_from(path: Path):
 
 
 @pytest.mark.parametrize("change,named", [
-    ({"temperature": 1.0}, "temperature: cache 2.0, this run 1.0"),
+    ({"temperature": 2.0}, "temperature: cache 1.0, this run 2.0"),
     ({"seed": 7}, "batches.seed: cache 1234, this run 7"),
     ({"top_k": 32}, "top_k: cache 64, this run 32"),
 ])

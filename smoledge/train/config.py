@@ -123,8 +123,9 @@ class DistillConfig(TrainConfig):
     its tokenizer must be the one the shards were made with (tokenizer.pretrained)."""
     alpha: float = 0.5
     """Weight of the hard-label cross-entropy; (1 - alpha) goes to the soft (teacher) term."""
-    temperature: float = 2.0
-    """Softmax temperature of the soft term (scaled by T^2)."""
+    temperature: float = 1.0
+    """Softmax temperature of the soft term (scaled by T^2). On the quickstart, T = 2 made the student worse
+    than training from scratch and T = 1 better (BENCHMARKS.md, "Distillation")."""
     divergence: Literal["forward", "reverse", "js"] = "forward"
     """Soft term: `forward` KL(teacher || student) (mass-covering, Hinton), `reverse` KL(student ||
     teacher) (mode-seeking, MiniLLM), `js` Jensen-Shannon (bounded, symmetric)."""
