@@ -366,9 +366,10 @@ def test_a_cache_made_from_something_else_is_refused(cached, tokenized: Path, ch
     from smoledge.train import distill
 
     other = Recipe.from_dict({**RECIPE, "distill": {**RECIPE["distill"], **change}})
-    with pytest.raises(SmoledgeError) as exc:
-        distill.run(_ctx(other, tokenized, "distill-refused"))
-    assert named in str(exc.value) and "--force teacher-cache" in str(exc.value)
+    for check in (distill.preflight, distill.run):  # preflight: before the build clears the last student
+        with pytest.raises(SmoledgeError) as exc:
+            check(_ctx(other, tokenized, "distill-refused"))
+        assert named in str(exc.value) and "--force teacher-cache" in str(exc.value)
 
 
 def test_a_cache_too_short_for_the_run_is_refused(cached, tokenized: Path) -> None:

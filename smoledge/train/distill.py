@@ -53,27 +53,44 @@ def external_inputs(recipe: Any) -> dict[str, Any]:
 
 
 def preflight(ctx: StageContext) -> None:
-    """An external teacher must speak the shards' tokenizer: checked before the last student is cleared."""
+    """Checked before the last student is cleared: an external teacher must speak the shards' tokenizer,
+    and a cache must have been made from this run's teacher, tokenizer, data and batches."""
     from transformers import AutoTokenizer
 
+    from smoledge.data.shards import Shard
     from smoledge.train.teacher import check_tokenizer
-    from smoledge.train.teacher_cache import tokenizer_name
+    from smoledge.train.teacher_cache import CACHE_JSON, tokenizer_name
 
+    cfg = ctx.recipe.distill
     tok_dir = ctx.stage_dir("train-tokenizer") / "tokenizer"
-    if ctx.recipe.distill.teacher and (tok_dir / "tokenizer.json").exists():
-        check_tokenizer(ctx.recipe.distill.teacher, AutoTokenizer.from_pretrained(tok_dir),
-                        tokenizer_name(ctx.recipe, tok_dir))
+    shards = ctx.stage_dir("train-tokenizer") / "shards"
+    if not (tok_dir / "tokenizer.json").exists() or not (shards / "train.meta.json").exists():
+        return  # run() says what is missing
+    if cfg.teacher:
+        check_tokenizer(cfg.teacher, AutoTokenizer.from_pretrained(tok_dir), tokenizer_name(ctx.recipe, tok_dir))
+    if cfg.mode == "cache" and (cache_location(ctx) / CACHE_JSON).exists():
+        open_cache(ctx, tok_dir, Shard.open(shards, "train"))
+
+
+def open_cache(ctx: StageContext, tok_dir: Path, train_shard: Any) -> Any:
+    """The teacher cache this run reads, refused unless made from exactly its inputs."""
+    from smoledge.train.data import mixture_weights
+    from smoledge.train.teacher import teacher_source
+    from smoledge.train.teacher_cache import TeacherCache, batches_needed, expected_identity
+
+    cfg = ctx.recipe.distill
+    source = teacher_source(ctx.recipe, ctx.stage_dir("pretrain"))
+    want = expected_identity(ctx, cfg, source, tok_dir, mixture_weights(train_shard, ctx.recipe.data))
+    return TeacherCache.open(cache_location(ctx), want, batches_needed(cfg))
 
 
 def run(ctx: StageContext) -> StageResult:
     from smoledge.model.build import hf_config, init_model, num_params, special_ids
     from smoledge.train.checkpoint import save_model_dir
-    from smoledge.train.data import mixture_weights
     from smoledge.train.loop import evaluate, train
     from smoledge.train.module import Distill
     from smoledge.train.teacher import load_teacher, teacher_dtype, teacher_identity, teacher_source
-    from smoledge.train.teacher_cache import (CachedBatches, TeacherCache, batches_needed, expected_identity,
-                                              tokenizer_name)
+    from smoledge.train.teacher_cache import CachedBatches, tokenizer_name
 
     t0 = time.time()
     recipe, cfg = ctx.recipe, ctx.recipe.distill
@@ -89,8 +106,7 @@ def run(ctx: StageContext) -> StageResult:
     identity: dict[str, Any] = {"stage": "distill", "model": recipe.student.to_dict(), "train": cfg.to_dict(),
                                 "data": recipe.data.to_dict(), "teacher": teacher_identity(source)}
     if cfg.mode == "cache":
-        want = expected_identity(ctx, cfg, source, tok_dir, mixture_weights(train_shard, recipe.data))
-        cache = TeacherCache.open(cache_location(ctx), want, batches_needed(cfg))
+        cache = open_cache(ctx, tok_dir, train_shard)
         batches: Any = CachedBatches(sampler, cache)
         vocab = cache.vocab_size
         identity["cache"] = cache.meta["files"]
