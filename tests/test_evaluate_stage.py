@@ -79,9 +79,17 @@ def test_evaluate_stage_reports_every_artifact_and_language(export_dir: Path, sh
     md = (ctx.dir / "report.md").read_text()
     assert "| artifact | de ppl | de bpb | en ppl" in md and "| model-q8_0.gguf |" in md
     assert result.outputs == [ctx.dir / "report.json", ctx.dir / "report.md"]
-    assert result.summary.startswith("ppl de ") and "q8_0 \u0394 " in result.summary
-    assert re.search(r"f32 \u0394 [+-]0\.00%", result.summary), result.summary
+    assert result.summary.startswith("ppl de ") and re.search(r"q8_0 \d+\.\d bpw \u0394 ", result.summary)
+    assert re.search(r"f32 \d+\.\d bpw \u0394 [+-]0\.00%", result.summary), result.summary
     assert result.metrics["overall"]["hf"]["tokens"] == 3 * 299
+    # The quantization table: size, bits per weight (file bits / parameters), ppl and its drift from f32.
+    table = result.metrics["quantization"]
+    assert set(table) == {"model-f32.gguf", "model-q8_0.gguf"}
+    assert table["model-f32.gguf"]["ppl_delta_pct_vs_f32"] == 0.0
+    assert 32 <= table["model-f32.gguf"]["bits_per_weight"] < 40  # 32-bit weights plus the tokenizer and metadata
+    assert table["model-q8_0.gguf"]["bits_per_weight"] < table["model-f32.gguf"]["bits_per_weight"] / 2
+    assert table["model-q8_0.gguf"]["bytes"] == (export_dir / "model-q8_0.gguf").stat().st_size
+    assert "# Quantization" in md and "| model-q8_0.gguf | " in md.split("# Quantization")[1]
 
 
 def test_evaluate_stage_pytorch_only(export_dir: Path, shared_data: Path) -> None:

@@ -107,3 +107,38 @@ def test_export_config_validation() -> None:
         ExportConfig(parity_greedy_tokens=0)
     with pytest.raises(ConfigError, match="gguf_types"):
         ExportConfig.from_dict({"gguf_types": ["q4_k"]}, prefix="export")
+
+
+def test_bf16_q4_0_and_llama_cpp_k_quants_are_exported_and_load(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """bf16 and q4_0 come from smoledge's writer, the K-quants from llama.cpp's quantizer (from the f16
+    file, exported with them); every file loads in llama.cpp and keeps the f32 file's top-1 mostly."""
+    import gguf
+
+    from smoledge.export import stage
+
+    run_dir = tmp_path / "t"
+    fake_distill(run_dir, tiny_model_dir)
+    ctx = make_ctx(run_dir, recipe(gguf_types=["q4_k_m", "bf16", "q4_0", "q6_k", "q8_0"]), "export")
+    result = stage.run(ctx)
+    files = result.metrics["files"]
+    assert list(files) == ["model-f32.gguf", "model-f16.gguf", "model-bf16.gguf", "model-q4_0.gguf",
+                           "model-q8_0.gguf", "model-q4_k_m.gguf", "model-q6_k.gguf"]
+    expected_type = {"bf16": gguf.LlamaFileType.MOSTLY_BF16, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+                     "q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M, "q6_k": gguf.LlamaFileType.MOSTLY_Q6_K}
+    for name, ftype in expected_type.items():
+        reader = gguf.GGUFReader(ctx.dir / f"model-{name}.gguf")
+        assert int(reader.fields["general.file_type"].parts[-1][0]) == int(ftype), name
+        smaller = files[f"model-{name}.gguf"]["bytes"] < files["model-f16.gguf"]["bytes"]
+        assert smaller == (name != "bf16"), name  # bf16 is f16's size
+        assert files[f"model-{name}.gguf"]["top1_agreement"] >= 0.8, (name, files[f"model-{name}.gguf"])
+    # The 4-bit files are smaller than the 6-bit one, which is smaller than f16.
+    assert files["model-q4_0.gguf"]["bytes"] < files["model-q6_k.gguf"]["bytes"] < files["model-f16.gguf"]["bytes"]
+
+
+def test_an_unknown_llama_cpp_quant_is_refused(tmp_path: Path) -> None:
+    from smoledge.export.kquant import quantize_gguf
+
+    with pytest.raises(SmoledgeError, match="choose one of q4_k_m, q5_k_m, q6_k"):
+        quantize_gguf(tmp_path / "a.gguf", tmp_path / "b.gguf", "q3_k_s")
+    with pytest.raises(SmoledgeError, match="write the f16 GGUF first"):
+        quantize_gguf(tmp_path / "missing.gguf", tmp_path / "b.gguf", "q4_k_m")

@@ -64,15 +64,54 @@ def run(ctx: StageContext) -> StageResult:
         del scorer
     ctx.progress.update("done", jobs, jobs)
 
+    table = quant_table(overall, export_dir, count_params(hf))
     atomic_write_json(ctx.dir / "report.json", report)
-    atomic_write_text(ctx.dir / "report.md", markdown_table(report))
+    atomic_write_text(ctx.dir / "report.md", markdown_table(report) + quant_markdown(table))
     metrics = {
         "overall": {n: {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens} for n, s in overall.items()},
+        "quantization": table,
         "languages": sorted(by_lang),
         "seq_len": cfg.seq_len,
     }
     return StageResult(outputs=[ctx.dir / "report.json", ctx.dir / "report.md"], metrics=metrics,
-                       summary=summary_line(report, overall), artifact=ctx.dir / "report.md")
+                       summary=summary_line(report, overall, table), artifact=ctx.dir / "report.md")
+
+
+def count_params(hf: Path) -> int:
+    """Parameters of the exported model, from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(hf.glob("*.safetensors")):
+        with safe_open(str(path), "np") as f:
+            for name in f.keys():
+                total += math.prod(f.get_slice(name).get_shape())
+    return total
+
+
+def quant_table(overall: dict[str, Any], export_dir: Path, params: int) -> dict[str, dict[str, float]]:
+    """Per GGUF: bytes on disk, bits per weight (file bits / parameters: metadata and the tokenizer
+    included, as a device stores them), overall perplexity and its change vs the f32 GGUF."""
+    ref = overall.get("model-f32.gguf")
+    table = {}
+    for name, s in overall.items():
+        if not name.endswith(".gguf"):
+            continue
+        size = (export_dir / name).stat().st_size
+        delta = 100 * (s.ppl / ref.ppl - 1) if ref is not None and ref.ppl > 0 else float("nan")
+        table[name] = {"bytes": size, "bits_per_weight": 8 * size / max(params, 1), "ppl": s.ppl,
+                       "ppl_delta_pct_vs_f32": delta}
+    return table
+
+
+def quant_markdown(table: dict[str, dict[str, float]]) -> str:
+    if not table:
+        return ""
+    lines = ["# Quantization", "", "| artifact | size | bits/weight | ppl | Δ ppl vs f32 |", "|---|---:|---:|---:|---:|"]
+    for name, row in table.items():
+        lines.append(f"| {name} | {row['bytes'] / 1e6:.2f} MB | {row['bits_per_weight']:.2f} | {row['ppl']:.3f} | "
+                     f"{row['ppl_delta_pct_vs_f32']:+.2f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def held_out_ids(parquet: Path, tok, max_tokens: int) -> dict[str, list[int]]:
@@ -117,8 +156,9 @@ def markdown_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def summary_line(report: dict[str, dict[str, dict[str, float]]], overall: dict[str, Any]) -> str:
-    """e.g. 'ppl en 21.3 fr 24.0 (q8_0 Δ +0.3%)': HF per language, GGUF drift overall."""
+def summary_line(report: dict[str, dict[str, dict[str, float]]], overall: dict[str, Any],
+                 table: dict[str, dict[str, float]] | None = None) -> str:
+    """e.g. 'ppl en 21.3 fr 24.0 (q8_0 8.5 bpw Δ +0.3%)': HF per language, GGUF size and drift overall."""
     ref = report[HF_ARTIFACT]
     parts = ["ppl " + " ".join(f"{lang} {v['ppl']:.1f}" for lang, v in ref.items())]
     base = overall[HF_ARTIFACT].ppl
@@ -126,7 +166,8 @@ def summary_line(report: dict[str, dict[str, dict[str, float]]], overall: dict[s
     for name, s in overall.items():
         if name != HF_ARTIFACT and math.isfinite(base) and base > 0:
             label = name.removeprefix("model-").removesuffix(".gguf")
-            drifts.append(f"{label} \u0394 {100 * (s.ppl / base - 1):+.2f}%")
+            bpw = f" {table[name]['bits_per_weight']:.1f} bpw" if table and name in table else ""
+            drifts.append(f"{label}{bpw} \u0394 {100 * (s.ppl / base - 1):+.2f}%")
     if drifts:
         parts.append("(" + ", ".join(drifts) + ")")
     return " ".join(parts)

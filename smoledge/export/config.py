@@ -7,13 +7,18 @@ from typing import Literal
 
 from smoledge.config import Section
 
-GGUF_TYPES = ("f32", "f16", "q8_0")
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+# Made by llama.cpp's quantizer from the f16 file (which is then exported too).
+FROM_F16 = ("q4_k_m", "q5_k_m", "q6_k")
 
 
 @dataclass
 class ExportConfig(Section):
-    gguf_types: list[Literal["f32", "f16", "q8_0"]] = field(default_factory=lambda: ["f32", "q8_0"])
-    """GGUF files to write. f32 is always written too: it is the parity reference."""
+    gguf_types: list[Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"]] = field(
+        default_factory=lambda: ["f32", "q8_0"])
+    """GGUF files to write. f32 is always written too: it is the parity reference. f16, bf16, q8_0 and q4_0
+    are written by smoledge (gguf-py); the K-quants q4_k_m, q5_k_m and q6_k by llama.cpp's quantizer from
+    the f16 file, which is then written too."""
     parity_max_abs_logit_diff: float = 1e-3
     """Fail the export if GGUF f32 logits differ from PyTorch by more than this."""
     parity_text: str = "The quick brown fox. Le renard brun. El zorro marrón. Der braune Fuchs."

@@ -30,11 +30,24 @@ GLOBAL_TENSORS: dict[str, str] = {
 ROPE_PERMUTED = ("attn_q.weight", "attn_k.weight")
 
 # dtype name -> (ggml type for 2-D weight matrices, llama.cpp file type)
+# (written in Python by gguf.quants).
 GGUF_DTYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
     "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
     "f16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
+    "bf16": (GGMLQuantizationType.BF16, LlamaFileType.MOSTLY_BF16),
     "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+    "q4_0": (GGMLQuantizationType.Q4_0, LlamaFileType.MOSTLY_Q4_0),
 }
+# K-quants: gguf.quants cannot make them (NotImplementedError), so llama.cpp's own quantizer
+# does, from the F16 file (dtype name -> llama_cpp LLAMA_FTYPE_* constant). It keeps mixed
+# types per tensor (Q4_K_M: some attn_v/ffn_down in Q6_K) and falls back to a legacy quant
+# where a row is not a multiple of 256.
+LLAMA_CPP_QUANTS: dict[str, str] = {
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+}
+EXPORT_TYPES = (*GGUF_DTYPES, *LLAMA_CPP_QUANTS)
 # Where a matrix's row length is not a multiple of the block size, it is kept in this type.
 QUANT_FALLBACK = GGMLQuantizationType.F16
 

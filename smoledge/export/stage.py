@@ -23,7 +23,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def run(ctx: StageContext) -> StageResult:
+    from smoledge.export.config import FROM_F16
     from smoledge.export.gguf import write_gguf
+    from smoledge.export.kquant import quantize_gguf
     from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
 
     cfg = ctx.recipe.export
@@ -32,14 +34,21 @@ def run(ctx: StageContext) -> StageResult:
     ctx.progress.update("copying HF model")
     copy_hf_dir(src, [ctx.stage_dir("train-tokenizer"), ctx.stage_dir("train-tokenizer") / "tokenizer"], hf)
 
-    types = ["f32"] + [t for t in dict.fromkeys(cfg.gguf_types) if t != "f32"]
+    wanted = list(dict.fromkeys(cfg.gguf_types))
+    if any(t in FROM_F16 for t in wanted) and "f16" not in wanted:
+        wanted.insert(0, "f16")  # the K-quants' source
+    # f32 first (the reference), then smoledge's own files, then llama.cpp's quants of the f16 one.
+    types = ["f32"] + [t for t in wanted if t != "f32" and t not in FROM_F16] + [t for t in wanted if t in FROM_F16]
     report: dict[str, Any] = {"limit": cfg.parity_max_abs_logit_diff, "files": {}}
     model, _ = load_torch(hf)
     for i, dtype in enumerate(types):
         path = ctx.dir / f"model-{dtype}.gguf"
         ctx.progress.update(f"writing {path.name}", i, len(types))
         notes: list[str] = []
-        write_gguf(hf, path, dtype, notes)
+        if dtype in FROM_F16:
+            quantize_gguf(ctx.dir / "model-f16.gguf", path, dtype)
+        else:
+            write_gguf(hf, path, dtype, notes)
         entry: dict[str, Any] = {"bytes": path.stat().st_size, "notes": notes}
         report["files"][path.name] = entry
         ctx.progress.update(f"checking {path.name}", i, len(types))

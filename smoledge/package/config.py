@@ -10,7 +10,7 @@ from smoledge.config import Section
 
 @dataclass
 class PackageConfig(Section):
-    gguf_type: Literal["f32", "f16", "q8_0"] = "q8_0"
+    gguf_type: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"] = "q8_0"
     """Which exported GGUF goes into the bundle (must be among export.gguf_types or f32)."""
     host: str = "127.0.0.1"
     """Address the bundled server binds to (loopback by default)."""
