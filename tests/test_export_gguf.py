@@ -192,8 +192,10 @@ def test_gpt2_split_sequence_is_accepted(tiny_model_dir: Path, tmp_path: Path) -
 
 
 def test_unknown_type_and_missing_weights_are_clear(tiny_model_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(SmoledgeError, match="choose one of f32, f16, q8_0"):
+    with pytest.raises(SmoledgeError, match="choose one of f32, f16, bf16, q8_0, q4_0 .or the K-quants"):
         write_gguf(tiny_model_dir, tmp_path / "m.gguf", "q4_k")
+    with pytest.raises(SmoledgeError, match="is a K-quant, made by llama.cpp's quantizer"):
+        write_gguf(tiny_model_dir, tmp_path / "m.gguf", "q4_k_m")
     model = tmp_path / "noweights"
     shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(SmoledgeError, match="no \\*.safetensors weights"):

@@ -25,7 +25,7 @@ from smoledge.io import atomic_path
 
 def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list[str] | None = None,
                *, _permute_qk: bool = True) -> Path:
-    """Write `hf_dir` as a GGUF of `dtype` (f32 | f16 | q8_0) at `out_path`, atomically.
+    """Write `hf_dir` as a GGUF of `dtype` (f32 | f16 | bf16 | q8_0 | q4_0) at `out_path`, atomically.
 
     `notes` (if given) receives one line per tensor kept wider than asked (rows not a
     multiple of the quantization block). `_permute_qk=False` writes Q/K in HF row order,
@@ -34,8 +34,12 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
     import gguf
 
     hf_dir, out_path = Path(hf_dir), Path(out_path)
+    if dtype in C.LLAMA_CPP_QUANTS:
+        raise SmoledgeError(f"GGUF type '{dtype}' is a K-quant, made by llama.cpp's quantizer from the f16 file "
+                            f"(smoledge.export.kquant.quantize_gguf), not by this writer")
     if dtype not in C.GGUF_DTYPES:
-        raise SmoledgeError(f"GGUF type '{dtype}' is not supported; choose one of {', '.join(C.GGUF_DTYPES)}")
+        raise SmoledgeError(f"GGUF type '{dtype}' is not supported; choose one of {', '.join(C.GGUF_DTYPES)} "
+                            f"(or the K-quants {', '.join(C.LLAMA_CPP_QUANTS)} through the export stage)")
     matrix_type, file_type = C.GGUF_DTYPES[dtype]
     notes = notes if notes is not None else []
 
