@@ -142,3 +142,29 @@ def test_an_unknown_llama_cpp_quant_is_refused(tmp_path: Path) -> None:
         quantize_gguf(tmp_path / "a.gguf", tmp_path / "b.gguf", "q3_k_s")
     with pytest.raises(SmoledgeError, match="write the f16 GGUF first"):
         quantize_gguf(tmp_path / "missing.gguf", tmp_path / "b.gguf", "q4_k_m")
+
+
+def test_onnx_fp32_is_gated_and_int8_loads_in_ort(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The ONNX decoder (with KV cache) matches PyTorch's logits and greedy tokens; the int8 one loads in
+    ORTModelForCausalLM and mostly keeps the top-1."""
+    from smoledge.export import stage
+    from smoledge.export.onnx import load_ort
+
+    run_dir = tmp_path / "t"
+    fake_distill(run_dir, tiny_model_dir)
+    ctx = make_ctx(run_dir, recipe(gguf_types=["q8_0"], onnx=True, onnx_int8=["avx2", "arm64"]), "export")
+    result = stage.run(ctx)
+    onnx = result.metrics["onnx"]
+    assert onnx["model.onnx"]["max_abs_diff"] < 1e-3 and onnx["model.onnx"]["greedy_identical"]
+    for target in ("avx2", "arm64"):
+        assert onnx[f"int8-{target}"]["top1_agreement"] >= 0.6, onnx
+        assert type(load_ort(ctx.dir / f"onnx-int8-{target}")).__name__ == "ORTModelForCausalLM"
+        assert (ctx.dir / f"onnx-int8-{target}" / "model_quantized.onnx") in result.outputs
+    assert (ctx.dir / "onnx" / "model.onnx") in result.outputs
+
+
+def test_onnx_int8_needs_the_onnx_export() -> None:
+    from smoledge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="onnx_int8: quantizes the ONNX export"):
+        ExportConfig(onnx=False, onnx_int8=["avx2"])

@@ -28,7 +28,15 @@ class ExportConfig(Section):
     parity_text; they must agree (a flip between candidates closer than twice the logit
     limit counts as a tie, not a failure)."""
 
+    onnx: bool = True
+    """Also export an ONNX decoder with KV cache (optimum-onnx, text-generation-with-past), gated by
+    fp32 logit parity and greedy decoding against PyTorch."""
+    onnx_int8: list[Literal["arm64", "avx2", "avx512_vnni"]] = field(default_factory=lambda: ["avx2"])
+    """Dynamic int8 ONNX models to write, one per CPU target (needs onnx: true)."""
+
     def __post_init__(self) -> None:
+        if self.onnx_int8 and not self.onnx:
+            self.fail("onnx_int8", "quantizes the ONNX export; set export.onnx: true or onnx_int8: []")
         if not self.gguf_types:
             self.fail("gguf_types", f"needs at least one of {', '.join(GGUF_TYPES)}")
         if self.parity_max_abs_logit_diff <= 0:

@@ -67,17 +67,22 @@ def run(ctx: StageContext) -> StageResult:
             report["failed"] = str(exc)
             atomic_write_json(ctx.dir / "parity.json", report)
             raise
+    onnx_dirs = export_onnx_artifacts(ctx, hf, model, report) if cfg.onnx else []
     ctx.progress.update("done", len(types), len(types))
     atomic_write_json(ctx.dir / "parity.json", report)
 
     ggufs = [ctx.dir / name for name in report["files"]]
-    outputs = sorted(p for p in hf.rglob("*") if p.is_file()) + ggufs + [ctx.dir / "parity.json"]
+    onnx_files = sorted(p for d in onnx_dirs for p in d.rglob("*") if p.is_file())
+    outputs = sorted(p for p in hf.rglob("*") if p.is_file()) + ggufs + onnx_files + [ctx.dir / "parity.json"]
     f32 = report["files"]["model-f32.gguf"]
     parts = [f"gguf f32 \u0394logit {f32['logits']['max_abs_diff']:.1e}"]
     for name, e in report["files"].items():
         if name != "model-f32.gguf":
             parts.append(f"{name[len('model-'):-len('.gguf')]} {_mb(e['bytes'])} \u0394logit {e['logits']['max_abs_diff']:.1e}")
+    if "onnx" in report:
+        parts.append(f"onnx \u0394logit {report['onnx']['model.onnx']['max_abs_diff']:.1e}")
     metrics = {
+        "onnx": report.get("onnx", {}),
         "files": {n: {"bytes": e["bytes"], "max_abs_logit_diff": e["logits"]["max_abs_diff"],
                       "top1_agreement": e["logits"]["top1_agreement"]} for n, e in report["files"].items()},
         "f32_max_abs_logit_diff": f32["logits"]["max_abs_diff"],
@@ -86,6 +91,30 @@ def run(ctx: StageContext) -> StageResult:
     }
     artifact = ctx.dir / f"model-{types[-1]}.gguf"
     return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
+
+
+def export_onnx_artifacts(ctx: StageContext, hf: Path, model: Any, report: dict[str, Any]) -> list[Path]:
+    """onnx/ (fp32, gated like GGUF f32: logits and greedy decoding) and onnx-int8-<target>/ (reported)."""
+    from smoledge.export.onnx import check_onnx, export_onnx, quantize_onnx
+
+    cfg = ctx.recipe.export
+    ctx.progress.update("exporting ONNX (optimum, text-generation-with-past)")
+    fp32 = export_onnx(hf, ctx.dir / "onnx")
+    report["onnx"] = {}
+    dirs = [fp32]
+    try:
+        report["onnx"]["model.onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
+                                                  greedy_tokens=cfg.parity_greedy_tokens, model=model)
+        for target in dict.fromkeys(cfg.onnx_int8):
+            ctx.progress.update(f"quantizing ONNX int8 ({target})")
+            int8 = quantize_onnx(fp32, ctx.dir / f"onnx-int8-{target}", target)
+            report["onnx"][f"int8-{target}"] = check_onnx(hf, int8, cfg.parity_text, None, model=model)
+            dirs.append(int8)
+    except SmoledgeError as exc:
+        report["failed"] = str(exc)
+        atomic_write_json(ctx.dir / "parity.json", report)
+        raise
+    return dirs
 
 
 def copy_hf_dir(src: Path, tokenizer_dirs: list[Path], dst: Path) -> Path:
