@@ -168,3 +168,21 @@ def test_onnx_int8_needs_the_onnx_export() -> None:
 
     with pytest.raises(ConfigError, match="onnx_int8: quantizes the ONNX export"):
         ExportConfig(onnx=False, onnx_int8=["avx2"])
+
+
+def test_a_planted_onnx_mismatch_fails_the_gate(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """One attention weight scaled inside the ONNX graph: the logit gate must refuse the file."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from smoledge.export.onnx import check_onnx, export_onnx
+
+    out = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    graph = onnx.load(str(out / "model.onnx"))
+    victim = next(t for t in graph.graph.initializer if "q_proj" in t.name or "MatMul" in t.name)
+    planted = numpy_helper.to_array(victim).astype(np.float32) * 1.5
+    victim.CopyFrom(numpy_helper.from_array(planted, victim.name))
+    onnx.save(graph, str(out / "model.onnx"))
+    with pytest.raises(SmoledgeError, match="ONNX logits differ from PyTorch by"):
+        check_onnx(tiny_model_dir, out, "The quick brown fox jumps over the lazy dog.", 1e-3)
