@@ -186,3 +186,24 @@ def test_a_planted_onnx_mismatch_fails_the_gate(tmp_path: Path, tiny_model_dir: 
     onnx.save(graph, str(out / "model.onnx"))
     with pytest.raises(SmoledgeError, match="ONNX logits differ from PyTorch by"):
         check_onnx(tiny_model_dir, out, "The quick brown fox jumps over the lazy dog.", 1e-3)
+
+
+
+def test_the_hf_export_carries_a_model_card_read_from_the_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import yaml
+
+    from smoledge.export import stage
+
+    run_dir = tmp_path / "t"
+    fake_distill(run_dir, tiny_model_dir)
+    (run_dir / "distill" / "stage.json").write_text(json.dumps({"metrics": {"val_loss": 1.6685, "teacher_params": 123}}))
+    ctx = make_ctx(run_dir, recipe(gguf_types=["q8_0"], onnx=False, onnx_int8=[]), "export")
+    result = stage.run(ctx)
+    card = (ctx.dir / "hf" / "README.md").read_text()
+    assert (ctx.dir / "hf" / "README.md") in result.outputs
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["language"] == ["en", "fr", "es", "de", "it", "pt"] and meta["pipeline_tag"] == "text-generation"
+    assert "Validation loss 1.6685" in card and "123 parameters" in card
+    assert "model-f32.gguf: max |logit difference| vs PyTorch" in card and "## Intended use" in card
+    # What the run did not record is said, not guessed.
+    assert "Training tokens in the shards per language: not recorded" in card

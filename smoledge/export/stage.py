@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smoledge.errors import SmoledgeError
-from smoledge.io import atomic_dir, atomic_write_json
+from smoledge.io import atomic_dir, atomic_write_json, atomic_write_text
 from smoledge.runs import StageContext, StageResult
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
@@ -26,6 +26,7 @@ def run(ctx: StageContext) -> StageResult:
     from smoledge.export.config import FROM_F16
     from smoledge.export.gguf import write_gguf
     from smoledge.export.kquant import quantize_gguf
+    from smoledge.export.model_card import model_card
     from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
 
     cfg = ctx.recipe.export
@@ -70,6 +71,9 @@ def run(ctx: StageContext) -> StageResult:
     onnx_dirs = export_onnx_artifacts(ctx, hf, model, report) if cfg.onnx else []
     ctx.progress.update("done", len(types), len(types))
     atomic_write_json(ctx.dir / "parity.json", report)
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    card = model_card(ctx.recipe, ctx.run_dir, model.config.to_dict(), params, report)
+    atomic_write_text(hf / "README.md", card)
 
     ggufs = [ctx.dir / name for name in report["files"]]
     onnx_files = sorted(p for d in onnx_dirs for p in d.rglob("*") if p.is_file())
