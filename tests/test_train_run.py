@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,7 +321,8 @@ def test_distill_student_learns_from_the_teacher(pretrained, cached, recipe: Rec
     assert student.config.num_hidden_layers == 2 and student.config.hidden_size == 64
 
 
-def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Recipe, tokenized: Path) -> None:
+def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Recipe, tokenized: Path,
+                                                 tmp_path: Path) -> None:
     """What distillation reads back for batch k is what the teacher says about batch k (to float16)."""
     from smoledge.io import sha256_file
     from smoledge.train.losses import teacher_targets
@@ -349,6 +351,16 @@ def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Rec
         assert torch.allclose(torch.from_numpy(logp[..., -1]), want_logp[..., -1], atol=2e-2, rtol=1e-3)
     with pytest.raises(SmoledgeError, match="past the end"):
         cache.targets(45)
+    # A damaged chunk (one byte flipped on disk) is a clear error, not a zlib traceback mid-training.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(ctx.dir, damaged)
+    data = bytearray((damaged / "topk.bin").read_bytes())
+    data[int(cache.offsets[3]) + 10] ^= 0xFF
+    (damaged / "topk.bin").write_bytes(bytes(data))
+    broken = TeacherCache(damaged, meta)
+    assert broken.targets(2)[0].shape == (4, 64, 64)
+    with pytest.raises(SmoledgeError, match="batch 3 of the teacher cache .* is damaged.*--force teacher-cache"):
+        broken.targets(3)
 
 
 def AutoModelForCausalLM_from(path: Path):
