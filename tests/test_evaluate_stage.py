@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,11 +86,34 @@ def test_evaluate_stage_reports_every_artifact_and_language(export_dir: Path, sh
     # The quantization table: size, bits per weight (file bits / parameters), ppl and its drift from f32.
     table = result.metrics["quantization"]
     assert set(table) == {"model-f32.gguf", "model-q8_0.gguf"}
-    assert table["model-f32.gguf"]["ppl_delta_pct_vs_f32"] == 0.0
+    assert table["model-f32.gguf"]["ppl_delta_pct_vs_fp32"] == 0.0
     assert 32 <= table["model-f32.gguf"]["bits_per_weight"] < 40  # 32-bit weights plus the tokenizer and metadata
     assert table["model-q8_0.gguf"]["bits_per_weight"] < table["model-f32.gguf"]["bits_per_weight"] / 2
     assert table["model-q8_0.gguf"]["bytes"] == (export_dir / "model-q8_0.gguf").stat().st_size
     assert "# Quantization" in md and "| model-q8_0.gguf | " in md.split("# Quantization")[1]
+
+
+def test_evaluate_stage_scores_onnx_artifacts(export_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """onnx/ and each onnx-int8-*/ are scored by onnxruntime; fp32 ONNX matches PyTorch, and the int8
+    model's drift is measured against it (its size: the quantized graph, not the tokenizer)."""
+    from smoledge.evaluate import stage
+    from smoledge.export.onnx import export_onnx, quantize_onnx
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(export_dir, run_dir / "export")
+    export_onnx(run_dir / "export" / "hf", run_dir / "export" / "onnx")
+    quantize_onnx(run_dir / "export" / "onnx", run_dir / "export" / "onnx-int8-avx2", "avx2")
+    write_curated(run_dir / "curate" / "curated.parquet", shared_data)
+    result = stage.run(make_ctx(run_dir, EvaluateConfig(seq_len=64, max_tokens_per_language=128, gguf=False)))
+
+    overall, table = result.metrics["overall"], result.metrics["quantization"]
+    assert set(overall) == {"hf", "onnx", "onnx-int8-avx2"}
+    assert abs(overall["onnx"]["ppl"] / overall["hf"]["ppl"] - 1) < 1e-4
+    assert table["onnx"]["ppl_delta_pct_vs_fp32"] == 0.0
+    int8 = table["onnx-int8-avx2"]
+    assert int8["bytes"] == (run_dir / "export" / "onnx-int8-avx2" / "model_quantized.onnx").stat().st_size
+    assert int8["bytes"] < table["onnx"]["bytes"] / 2
+    assert int8["ppl_delta_pct_vs_fp32"] == pytest.approx(100 * (int8["ppl"] / overall["onnx"]["ppl"] - 1))
 
 
 def test_evaluate_stage_pytorch_only(export_dir: Path, shared_data: Path) -> None:
@@ -97,7 +121,7 @@ def test_evaluate_stage_pytorch_only(export_dir: Path, shared_data: Path) -> Non
 
     run_dir = export_dir.parent
     write_curated(run_dir / "curate" / "curated.parquet", shared_data)
-    ctx = make_ctx(run_dir, EvaluateConfig(seq_len=32, max_tokens_per_language=64, gguf=False))
+    ctx = make_ctx(run_dir, EvaluateConfig(seq_len=32, max_tokens_per_language=64, gguf=False, onnx=False))
     stage.run(ctx)
     assert set(json.loads((ctx.dir / "report.json").read_text())) == {"hf"}
 

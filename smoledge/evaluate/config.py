@@ -15,6 +15,8 @@ class EvaluateConfig(Section):
     """Held-out tokens scored per language (caps eval time)."""
     gguf: bool = True
     """Also score the GGUF artifacts through llama.cpp, next to PyTorch."""
+    onnx: bool = True
+    """Also score the ONNX artifacts (fp32 and each int8) through onnxruntime, when export wrote them."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 8:

@@ -1,4 +1,4 @@
-"""Score held-out token ids with PyTorch (an HF dir) or llama.cpp (a GGUF), the same way.
+"""Score held-out token ids with PyTorch (an HF dir), onnxruntime (an ONNX dir) or llama.cpp (a GGUF), the same way.
 
 Both scorers see the same ids (from the HF tokenizer) cut into the same windows,
 so their perplexities differ only by what the runtimes compute.
@@ -99,6 +99,20 @@ class TorchScorer:
         with torch.no_grad(), torch_threads(self.model):
             logits = self.model(torch.tensor([list(ids)], dtype=torch.long)).logits[0]  # (T, V)
         return nll_from_logits(logits.float().numpy(), ids)
+
+
+class ORTScorer:
+    """An ONNX decoder (fp32 or int8) run by onnxruntime through optimum, one fresh window per call."""
+
+    def __init__(self, onnx_dir: str | Path):
+        from smoledge.export.onnx import load_ort
+
+        self.model = load_ort(onnx_dir)
+
+    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+        from smoledge.export.onnx import ort_logits
+
+        return nll_from_logits(ort_logits(self.model, list(ids)), ids)
 
 
 class GGUFScorer:

@@ -20,12 +20,14 @@ from smoledge.io import atomic_write_json, atomic_write_text
 from smoledge.runs import StageContext, StageResult
 
 HF_ARTIFACT = "hf"
+# The fp32 reference each runtime's quantized artifacts are compared with.
+GGUF_FP32, ONNX_FP32 = "model-f32.gguf", "onnx"
 
 
 def run(ctx: StageContext) -> StageResult:
     from transformers import AutoConfig, AutoTokenizer
 
-    from smoledge.evaluate.perplexity import GGUFScorer, Score, TorchScorer, score, token_byte_lengths
+    from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, Score, TorchScorer, score, token_byte_lengths
 
     cfg = ctx.recipe.evaluate
     export_dir = ctx.stage_dir("export")
@@ -42,12 +44,20 @@ def run(ctx: StageContext) -> StageResult:
     by_lang = held_out_ids(ctx.stage_dir("curate") / "curated.parquet", tok, cfg.max_tokens_per_language)
 
     artifacts: list[tuple[str, Any]] = [(HF_ARTIFACT, lambda: TorchScorer(hf))]
+    files: dict[str, list[Path]] = {}
     if cfg.gguf:
         ggufs = sorted(export_dir.glob("model-*.gguf"))
         if not ggufs:
             raise SmoledgeError(f"evaluate.gguf is true but {export_dir} holds no model-*.gguf; "
                                 "re-run export or set evaluate.gguf: false")
         artifacts += [(p.name, lambda p=p: GGUFScorer(p, cfg.seq_len)) for p in ggufs]
+        files.update({p.name: [p] for p in ggufs})
+    if cfg.onnx:
+        # onnx/ first: it is the reference its int8 variants are compared with.
+        dirs = sorted((d for d in export_dir.glob("onnx*") if d.is_dir() and any(d.glob("*.onnx"))),
+                      key=lambda d: (d.name != ONNX_FP32, d.name))
+        artifacts += [(d.name, lambda d=d: ORTScorer(d)) for d in dirs]
+        files.update({d.name: onnx_model_files(d) for d in dirs})
 
     report: dict[str, dict[str, dict[str, float]]] = {}
     overall: dict[str, Score] = {}
@@ -64,7 +74,7 @@ def run(ctx: StageContext) -> StageResult:
         del scorer
     ctx.progress.update("done", jobs, jobs)
 
-    table = quant_table(overall, export_dir, count_params(hf))
+    table = quant_table(overall, files, count_params(hf))
     atomic_write_json(ctx.dir / "report.json", report)
     atomic_write_text(ctx.dir / "report.md", markdown_table(report) + quant_markdown(table))
     metrics = {
@@ -89,28 +99,39 @@ def count_params(hf: Path) -> int:
     return total
 
 
-def quant_table(overall: dict[str, Any], export_dir: Path, params: int) -> dict[str, dict[str, float]]:
-    """Per GGUF: bytes on disk, bits per weight (file bits / parameters: metadata and the tokenizer
-    included, as a device stores them), overall perplexity and its change vs the f32 GGUF."""
-    ref = overall.get("model-f32.gguf")
+def onnx_model_files(onnx_dir: Path) -> list[Path]:
+    """The graph and weight files of an ONNX artifact (its tokenizer and configs are not the model)."""
+    from smoledge.export.onnx import model_file
+
+    graph = onnx_dir / model_file(onnx_dir)
+    return [graph] + sorted(p for p in onnx_dir.glob(graph.name + "_data*"))
+
+
+def quant_table(overall: dict[str, Any], files: dict[str, list[Path]], params: int) -> dict[str, dict[str, float]]:
+    """Per GGUF or ONNX artifact: bytes on disk, bits per weight (file bits / parameters: for a GGUF its
+    metadata and tokenizer included, as a device stores them), overall perplexity and its change vs the
+    fp32 artifact of the same runtime (model-f32.gguf for GGUF files, onnx/ for ONNX ones)."""
     table = {}
     for name, s in overall.items():
-        if not name.endswith(".gguf"):
+        if name not in files:
             continue
-        size = (export_dir / name).stat().st_size
+        ref = overall.get(GGUF_FP32 if name.endswith(".gguf") else ONNX_FP32)
+        size = sum(p.stat().st_size for p in files[name])
         delta = 100 * (s.ppl / ref.ppl - 1) if ref is not None and ref.ppl > 0 else float("nan")
         table[name] = {"bytes": size, "bits_per_weight": 8 * size / max(params, 1), "ppl": s.ppl,
-                       "ppl_delta_pct_vs_f32": delta}
+                       "ppl_delta_pct_vs_fp32": delta}
     return table
 
 
 def quant_markdown(table: dict[str, dict[str, float]]) -> str:
     if not table:
         return ""
-    lines = ["# Quantization", "", "| artifact | size | bits/weight | ppl | Δ ppl vs f32 |", "|---|---:|---:|---:|---:|"]
+    lines = ["# Quantization", "",
+             "Δ ppl is against the fp32 artifact of the same runtime (model-f32.gguf, onnx).", "",
+             "| artifact | size | bits/weight | ppl | Δ ppl vs fp32 |", "|---|---:|---:|---:|---:|"]
     for name, row in table.items():
         lines.append(f"| {name} | {row['bytes'] / 1e6:.2f} MB | {row['bits_per_weight']:.2f} | {row['ppl']:.3f} | "
-                     f"{row['ppl_delta_pct_vs_f32']:+.2f}% |")
+                     f"{row['ppl_delta_pct_vs_fp32']:+.2f}% |")
     return "\n".join(lines) + "\n"
 
 
