@@ -50,22 +50,32 @@ def tiny_tokenizer_dir(tmp_path_factory, prose_texts) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    """A random-init 4-layer SmolLM3 (layer 3 is NoPE) saved with its tokenizer."""
+def _save_random_model(tmp_path_factory, tokenizer_dir: Path, hidden_size: int, intermediate_size: int) -> Path:
     from transformers import AutoTokenizer
 
     from smoledge.model.build import hf_config, init_model
     from smoledge.model.config import ModelConfig
 
-    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    cfg = ModelConfig(preset="custom", num_layers=4, hidden_size=64, intermediate_size=128,
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = ModelConfig(preset="custom", num_layers=4, hidden_size=hidden_size, intermediate_size=intermediate_size,
                       num_heads=4, num_kv_heads=2, max_position_embeddings=512)
     model = init_model(hf_config(cfg, vocab_size=len(tok)), seed=0)
     out = tmp_path_factory.mktemp("model")
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """A random-init 4-layer SmolLM3 (layer 3 is NoPE), 64 wide, saved with its tokenizer."""
+    return _save_random_model(tmp_path_factory, tiny_tokenizer_dir, hidden_size=64, intermediate_size=128)
+
+
+@pytest.fixture(scope="session")
+def kquant_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """The same, 256 wide (MLP 512): rows long enough for llama.cpp's K-quant super-blocks."""
+    return _save_random_model(tmp_path_factory, tiny_tokenizer_dir, hidden_size=256, intermediate_size=512)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ TINY = {
                  "checkpoint_every": 8, "eval_every": 12, "eval_batches": 2},
     "distill": {"max_steps": 24, "batch_size": 4, "seq_len": 128, "warmup_steps": 4,
                 "checkpoint_every": 8, "eval_every": 12, "eval_batches": 2},
-    "export": {"gguf_types": ["f32", "q8_0"]},
+    "export": {"gguf_types": ["f32", "q8_0"], "onnx_int8": ["avx2"], "onnx_int8_static": ["avx2"],
+               "calibration_windows": 8, "calibration_seq_len": 128},
     "evaluate": {"seq_len": 128, "max_tokens_per_language": 512},
     "package": {"gguf_type": "q8_0"},
 }
@@ -64,6 +65,42 @@ def test_every_stage_recorded_with_checksums(built: Path) -> None:
     bundle = run_dir / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert any(name.endswith(".gguf") for name in manifest["files"])
+
+
+def test_every_artifact_loads_in_the_runtime_users_run(built: Path) -> None:
+    """Each export artifact loads, and greedily continues the same prompt, in the library a user would
+    reach for: transformers for hf/, optimum's ORTModelForCausalLM for every ONNX directory (the file
+    it names in smoledge_onnx.json), llama_cpp.Llama for every GGUF. fp32 ONNX and f32 GGUF continue
+    exactly as PyTorch does; every artifact's held-out perplexity is in the evaluate report."""
+    import llama_cpp
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    export = built / "tiny-e2e" / "export"
+    tok = AutoTokenizer.from_pretrained(export / "hf")
+    prompt = tok("The weather in Paris", return_tensors="pt")
+    greedy = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0)
+    ref = AutoModelForCausalLM.from_pretrained(export / "hf").generate(**prompt, **greedy)[0].tolist()
+    onnx_dirs = sorted(d for d in export.glob("onnx*") if d.is_dir())
+    assert [d.name for d in onnx_dirs] == ["onnx", "onnx-int8-avx2", "onnx-int8-static-avx2"]
+    for d in onnx_dirs:
+        meta = json.loads((d / "smoledge_onnx.json").read_text())
+        got = ORTModelForCausalLM.from_pretrained(d, file_name=meta["graph"]).generate(**prompt, **greedy)[0].tolist()
+        assert len(got) == len(ref), d.name
+        if d.name == "onnx":
+            assert got == ref
+    ggufs = sorted(export.glob("model-*.gguf"))
+    assert [p.name for p in ggufs] == ["model-f32.gguf", "model-q8_0.gguf"]
+    for path in ggufs:
+        llm = llama_cpp.Llama(str(path), n_ctx=128, n_threads=1, verbose=False)
+        ids = prompt["input_ids"][0].tolist()
+        out = [next(llm.generate(ids, temp=0.0, top_k=1, reset=True))]
+        assert 0 <= out[0] < len(tok), path.name
+        if path.name == "model-f32.gguf":
+            assert out[0] == ref[len(ids)]
+        del llm
+    report = json.loads((built / "tiny-e2e" / "evaluate" / "report.json").read_text())
+    assert set(report) == {"hf", *(p.name for p in ggufs), *(d.name for d in onnx_dirs)}
 
 
 def test_second_build_skips_everything_quickly(built: Path) -> None:

@@ -43,14 +43,15 @@ SUBSET_LANG = {("HuggingFaceFW/fineweb-edu", "sample-10BT"): "en",
                ("HuggingFaceFW/fineweb-2", "por_Latn"): "pt"}
 DOCS_PER_LANGUAGE = {"en": 48, "fr": 24, "es": 24, "de": 24, "it": 24, "pt": 24}
 SIZE_OVERRIDES = [
-    # Tiny shapes and steps; NoPE stays at layer 3 (the recipe's interval 4).
-    "student.preset=custom", "student.num_layers=4", "student.hidden_size=64", "student.intermediate_size=128",
+    # Tiny shapes and steps; NoPE stays at layer 3 (the recipe's interval 4). 256 wide so the recipe's
+    # K-quants have whole super-blocks to quantize.
+    "student.preset=custom", "student.num_layers=4", "student.hidden_size=256", "student.intermediate_size=512",
     "student.num_heads=4", "student.num_kv_heads=2", "student.max_position_embeddings=256",
     "distill.max_steps=10", "distill.batch_size=4", "distill.seq_len=128", "distill.warmup_steps=2",
     "distill.checkpoint_every=5", "distill.eval_every=5", "distill.eval_batches=2",
     "distill.device=cpu",  # the recipe asks for cuda; everything else (bf16, online top-64, wsd) is kept
     "data.valid_fraction=0.2", "curate.workers=1",
-    "evaluate.seq_len=128", "evaluate.max_tokens_per_language=512",
+    "evaluate.seq_len=128", "evaluate.max_tokens_per_language=512", "export.calibration_windows=8",
 ]
 
 
@@ -181,10 +182,17 @@ def test_gguf_tokenizes_like_hf_and_carries_the_eos(built, standin: dict[str, Pa
 def test_evaluate_scores_every_language_for_every_artifact(built) -> None:
     _, run = built
     report = json.loads((run / "evaluate" / "report.json").read_text())
-    assert set(report) == {"hf", "model-f16.gguf", "model-f32.gguf", "model-q8_0.gguf"}
+    ggufs = {f"model-{t}.gguf" for t in ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")}
+    onnx = {"onnx", *(f"onnx-int8-{kind}{cpu}" for kind in ("", "static-") for cpu in ("arm64", "avx2"))}
+    assert set(report) == {"hf"} | ggufs | onnx
     assert set(report["hf"]) == {"de", "en", "es", "fr", "it", "pt"}
     for lang, s in report["hf"].items():
         assert s["ppl"] == pytest.approx(report["model-f32.gguf"][lang]["ppl"], rel=1e-3)
+        assert s["ppl"] == pytest.approx(report["onnx"][lang]["ppl"], rel=1e-4)
+    # The recipe's importance matrix went to every K-quant.
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    assert parity["imatrix"]["tensors"] == 7 * 4
+    assert all(parity["files"][f"model-{t}.gguf"]["imatrix"] for t in ("q6_k", "q5_k_m", "q4_k_m"))
 
 
 def test_bundle_serves_chat_and_stops_on_the_teacher_eos(built, standin: dict[str, Path]) -> None:

@@ -48,6 +48,8 @@ LLAMA_CPP_QUANTS: dict[str, str] = {
     "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
 }
 EXPORT_TYPES = (*GGUF_DTYPES, *LLAMA_CPP_QUANTS)
+# Row length of a K-quant super-block (llama.cpp's QK_K); shorter or ragged rows fall back.
+K_QUANT_BLOCK = 256
 # Where a matrix's row length is not a multiple of the block size, it is kept in this type.
 QUANT_FALLBACK = GGMLQuantizationType.F16
 

@@ -92,7 +92,7 @@ def model_card(recipe: Any, run_dir: Path, config: dict[str, Any], params: int, 
             lines.append(f"- {name}: max |logit difference| vs PyTorch {logits['max_abs_diff']:.2e}, "
                          f"top-1 agreement {logits.get('top1_agreement', float('nan')):.2f}.")
     for name, entry in parity.get("onnx", {}).items():
-        lines.append(f"- ONNX {name}: max |logit difference| vs PyTorch {entry['max_abs_diff']:.2e}, "
+        lines.append(f"- {name}/ (ONNX): max |logit difference| vs PyTorch {entry['max_abs_diff']:.2e}, "
                      f"top-1 agreement {entry['top1_agreement']:.2f}.")
     lines += [
         "- Held-out perplexity per language for every artifact: the run's evaluate/report.md.",

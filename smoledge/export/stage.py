@@ -1,8 +1,9 @@
-"""Export stage: the distilled student as an HF directory plus GGUF files, gated by parity.
+"""Export stage: the distilled student as an HF directory, GGUF files and ONNX models, gated by parity.
 
-Writes runs/<name>/export/{hf/, model-f32.gguf, model-<type>.gguf..., parity.json}.
-The f32 GGUF must tokenize, score and greedily decode like PyTorch or the build
-stops; quantized files have their logit drift and size recorded.
+Writes runs/<name>/export/{hf/, model-f32.gguf, model-<type>.gguf..., onnx/, onnx-int8-<target>/,
+onnx-int8-static-<target>/, imatrix.gguf, parity.json}. The f32 GGUF and the fp32 ONNX model must
+tokenize, score and greedily decode like PyTorch or the build stops; quantized files have their
+logit drift and size recorded (the evaluate stage then measures their perplexity).
 
     smoledge build build/quickstart.yaml --until export
     # or: from smoledge.runs import build; build(recipe, until="export")
@@ -19,41 +20,113 @@ from smoledge.io import atomic_dir, atomic_write_json, atomic_write_text
 from smoledge.runs import StageContext, StageResult
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
+IMATRIX_FILE = "imatrix.gguf"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
 def run(ctx: StageContext) -> StageResult:
-    from smoledge.export.config import FROM_F16
-    from smoledge.export.gguf import write_gguf
-    from smoledge.export.kquant import quantize_gguf
     from smoledge.export.model_card import model_card
-    from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
+    from smoledge.export.parity import load_torch
 
     cfg = ctx.recipe.export
     src = ctx.stage_dir("distill") / "model"
     hf = ctx.dir / "hf"
     ctx.progress.update("copying HF model")
     copy_hf_dir(src, [ctx.stage_dir("train-tokenizer"), ctx.stage_dir("train-tokenizer") / "tokenizer"], hf)
+    model, _ = load_torch(hf)
+    windows = calibration(ctx.stage_dir("train-tokenizer") / "shards", cfg, model.config.max_position_embeddings)
+    report = export_model(hf, ctx.dir, cfg, windows, ctx.progress, model=model)
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    card = model_card(ctx.recipe, ctx.run_dir, model.config.to_dict(), params, report)
+    atomic_write_text(hf / "README.md", card)
 
+    ggufs = [ctx.dir / name for name in report["files"]]
+    onnx_files = sorted(p for name in report.get("onnx", {}) for p in (ctx.dir / name).rglob("*") if p.is_file())
+    extra = [ctx.dir / IMATRIX_FILE] if "imatrix" in report else []
+    outputs = (sorted(p for p in hf.rglob("*") if p.is_file()) + ggufs + onnx_files + extra
+               + [ctx.dir / "parity.json"])
+    f32 = report["files"]["model-f32.gguf"]
+    parts = [f"gguf f32 \u0394logit {f32['logits']['max_abs_diff']:.1e}"]
+    for name, e in report["files"].items():
+        if name != "model-f32.gguf":
+            parts.append(f"{name[len('model-'):-len('.gguf')]} {_mb(e['bytes'])} \u0394logit {e['logits']['max_abs_diff']:.1e}")
+    if "onnx" in report:
+        parts.append(f"onnx \u0394logit {report['onnx']['onnx']['max_abs_diff']:.1e}")
+    metrics = {
+        "onnx": report.get("onnx", {}),
+        "files": {n: {"bytes": e["bytes"], "max_abs_logit_diff": e["logits"]["max_abs_diff"],
+                      "top1_agreement": e["logits"]["top1_agreement"]} for n, e in report["files"].items()},
+        "f32_max_abs_logit_diff": f32["logits"]["max_abs_diff"],
+        "greedy_matching_prefix": f32["greedy"]["matching_prefix"],
+        "tokenization_texts": report["tokenization"]["texts"],
+        "calibration": report.get("calibration"),
+    }
+    artifact = ctx.dir / f"model-{report['order'][-1]}.gguf"
+    return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
+
+
+def calibration(shards: Path, cfg: Any, context: int) -> list[list[int]] | None:
+    """Calibration windows from the curated training split, when static int8 or the imatrix needs them."""
+    from smoledge.data.shards import Shard
+    from smoledge.export.calibration import calibration_windows
+
+    if not (cfg.onnx_int8_static or cfg.imatrix):
+        return None
+    if cfg.calibration_seq_len > context:
+        raise SmoledgeError(f"export.calibration_seq_len {cfg.calibration_seq_len} exceeds the model's context "
+                            f"({context}); set it to at most {context}")
+    if not (shards / "train.meta.json").exists():
+        raise SmoledgeError(f"{shards}/train.meta.json is missing: calibration text comes from the curated "
+                            "training split; run the train-tokenizer stage first")
+    return calibration_windows(Shard.open(shards, "train"), cfg.calibration_windows, cfg.calibration_seq_len)
+
+
+def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | None = None,
+                 progress: Any = None, model: Any = None) -> dict[str, Any]:
+    """Write every artifact `cfg` (an ExportConfig) asks for from the HF directory `hf` into `out_dir`:
+    model-<type>.gguf, onnx/, onnx-int8-<target>/, onnx-int8-static-<target>/, imatrix.gguf, and
+    parity.json. Gates fp32 artifacts (tokenization, logits, greedy decoding) and measures the rest;
+    returns the parity report. `windows` (calibration token ids) are needed for static int8 and imatrix."""
+    from smoledge.export.config import FROM_F16
+    from smoledge.export.gguf import write_gguf
+    from smoledge.export.kquant import quantize_gguf, tensor_types
+    from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
+
+    progress = progress if progress is not None else _Silent()
+    model = model if model is not None else load_torch(hf)[0]
+    if (cfg.onnx_int8_static or cfg.imatrix) and not windows:
+        raise SmoledgeError("export.onnx_int8_static and export.imatrix need calibration windows from the curated "
+                            "training split; none were given")
     wanted = list(dict.fromkeys(cfg.gguf_types))
     if any(t in FROM_F16 for t in wanted) and "f16" not in wanted:
         wanted.insert(0, "f16")  # the K-quants' source
     # f32 first (the reference), then smoledge's own files, then llama.cpp's quants of the f16 one.
     types = ["f32"] + [t for t in wanted if t != "f32" and t not in FROM_F16] + [t for t in wanted if t in FROM_F16]
-    report: dict[str, Any] = {"limit": cfg.parity_max_abs_logit_diff, "files": {}}
-    model, _ = load_torch(hf)
-    for i, dtype in enumerate(types):
-        path = ctx.dir / f"model-{dtype}.gguf"
-        ctx.progress.update(f"writing {path.name}", i, len(types))
-        notes: list[str] = []
-        if dtype in FROM_F16:
-            quantize_gguf(ctx.dir / "model-f16.gguf", path, dtype)
-        else:
-            write_gguf(hf, path, dtype, notes)
-        entry: dict[str, Any] = {"bytes": path.stat().st_size, "notes": notes}
-        report["files"][path.name] = entry
-        ctx.progress.update(f"checking {path.name}", i, len(types))
-        try:
+    report: dict[str, Any] = {"limit": cfg.parity_max_abs_logit_diff, "files": {}, "order": types}
+    if windows:
+        report["calibration"] = {"source": "curated training split", "windows": len(windows),
+                                 "tokens": sum(len(w) for w in windows)}
+    imatrix = None
+    if cfg.imatrix:
+        from smoledge.export.imatrix import collect_imatrix, write_imatrix_gguf
+
+        progress.update("measuring the importance matrix")
+        imatrix = collect_imatrix(model, windows)
+        write_imatrix_gguf(imatrix, out_dir / IMATRIX_FILE, "smoledge curated training split", len(windows[0]))
+        report["imatrix"] = {"file": IMATRIX_FILE, "tensors": len(imatrix)}
+    try:
+        for i, dtype in enumerate(types):
+            path = out_dir / f"model-{dtype}.gguf"
+            progress.update(f"writing {path.name}", i, len(types))
+            notes: list[str] = []
+            if dtype in FROM_F16:
+                quantize_gguf(out_dir / "model-f16.gguf", path, dtype, imatrix=imatrix)
+            else:
+                write_gguf(hf, path, dtype, notes)
+            entry: dict[str, Any] = {"bytes": path.stat().st_size, "notes": notes, "tensor_types": tensor_types(path),
+                                     "imatrix": dtype in FROM_F16 and imatrix is not None}
+            report["files"][path.name] = entry
+            progress.update(f"checking {path.name}", i, len(types))
             probe_gguf(path)  # a crashing llama.cpp build fails here with a reason, not a signal
             if dtype == "f32":
                 # The gate: the reference file must be the model, token for token.
@@ -63,62 +136,43 @@ def run(ctx: StageContext) -> StageResult:
                                                tie_tol=2 * cfg.parity_max_abs_logit_diff, model=model)
             else:
                 entry["logits"] = check_parity(hf, path, cfg.parity_text, None, model=model)
-        except SmoledgeError as exc:
-            # Keep the evidence next to the files before failing the build.
-            report["failed"] = str(exc)
-            atomic_write_json(ctx.dir / "parity.json", report)
-            raise
-    onnx_dirs = export_onnx_artifacts(ctx, hf, model, report) if cfg.onnx else []
-    ctx.progress.update("done", len(types), len(types))
-    atomic_write_json(ctx.dir / "parity.json", report)
-    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    card = model_card(ctx.recipe, ctx.run_dir, model.config.to_dict(), params, report)
-    atomic_write_text(hf / "README.md", card)
-
-    ggufs = [ctx.dir / name for name in report["files"]]
-    onnx_files = sorted(p for d in onnx_dirs for p in d.rglob("*") if p.is_file())
-    outputs = sorted(p for p in hf.rglob("*") if p.is_file()) + ggufs + onnx_files + [ctx.dir / "parity.json"]
-    f32 = report["files"]["model-f32.gguf"]
-    parts = [f"gguf f32 \u0394logit {f32['logits']['max_abs_diff']:.1e}"]
-    for name, e in report["files"].items():
-        if name != "model-f32.gguf":
-            parts.append(f"{name[len('model-'):-len('.gguf')]} {_mb(e['bytes'])} \u0394logit {e['logits']['max_abs_diff']:.1e}")
-    if "onnx" in report:
-        parts.append(f"onnx \u0394logit {report['onnx']['model.onnx']['max_abs_diff']:.1e}")
-    metrics = {
-        "onnx": report.get("onnx", {}),
-        "files": {n: {"bytes": e["bytes"], "max_abs_logit_diff": e["logits"]["max_abs_diff"],
-                      "top1_agreement": e["logits"]["top1_agreement"]} for n, e in report["files"].items()},
-        "f32_max_abs_logit_diff": f32["logits"]["max_abs_diff"],
-        "greedy_matching_prefix": f32["greedy"]["matching_prefix"],
-        "tokenization_texts": report["tokenization"]["texts"],
-    }
-    artifact = ctx.dir / f"model-{types[-1]}.gguf"
-    return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
-
-
-def export_onnx_artifacts(ctx: StageContext, hf: Path, model: Any, report: dict[str, Any]) -> list[Path]:
-    """onnx/ (fp32, gated like GGUF f32: logits and greedy decoding) and onnx-int8-<target>/ (reported)."""
-    from smoledge.export.onnx import check_onnx, export_onnx, quantize_onnx
-
-    cfg = ctx.recipe.export
-    ctx.progress.update("exporting ONNX (optimum, text-generation-with-past)")
-    fp32 = export_onnx(hf, ctx.dir / "onnx")
-    report["onnx"] = {}
-    dirs = [fp32]
-    try:
-        report["onnx"]["model.onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
-                                                  greedy_tokens=cfg.parity_greedy_tokens, model=model)
-        for target in dict.fromkeys(cfg.onnx_int8):
-            ctx.progress.update(f"quantizing ONNX int8 ({target})")
-            int8 = quantize_onnx(fp32, ctx.dir / f"onnx-int8-{target}", target)
-            report["onnx"][f"int8-{target}"] = check_onnx(hf, int8, cfg.parity_text, None, model=model)
-            dirs.append(int8)
+        if cfg.onnx:
+            export_onnx_artifacts(hf, out_dir, cfg, model, report, windows, progress)
     except SmoledgeError as exc:
+        # Keep the evidence next to the files before failing the build.
         report["failed"] = str(exc)
-        atomic_write_json(ctx.dir / "parity.json", report)
+        atomic_write_json(out_dir / "parity.json", report)
         raise
-    return dirs
+    progress.update("done", len(types), len(types))
+    atomic_write_json(out_dir / "parity.json", report)
+    return report
+
+
+def export_onnx_artifacts(hf: Path, out_dir: Path, cfg: Any, model: Any, report: dict[str, Any],
+                          windows: list[list[int]] | None, progress: Any) -> None:
+    """onnx/ (fp32, gated like GGUF f32: logits and greedy decoding), onnx-int8-<target>/ (dynamic) and
+    onnx-int8-static-<target>/ (QDQ, calibrated), the int8 ones measured against PyTorch."""
+    from smoledge.export.onnx import check_onnx, export_onnx, quantize_onnx, quantize_onnx_static, read_meta
+
+    progress.update(f"exporting ONNX (optimum, text-generation-with-past, {cfg.onnx_optimization} optimisation)")
+    fp32 = export_onnx(hf, out_dir / "onnx", optimization=cfg.onnx_optimization)
+    report["onnx"] = {}
+    report["onnx"]["onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
+                                        greedy_tokens=cfg.parity_greedy_tokens, model=model)
+    jobs = [(f"onnx-int8-{t}", lambda d, t=t: quantize_onnx(fp32, d, t)) for t in dict.fromkeys(cfg.onnx_int8)]
+    jobs += [(f"onnx-int8-static-{t}", lambda d, t=t: quantize_onnx_static(fp32, d, t, windows))
+             for t in dict.fromkeys(cfg.onnx_int8_static)]
+    for name, make in jobs:
+        progress.update(f"quantizing {name}")
+        make(out_dir / name)
+        report["onnx"][name] = check_onnx(hf, out_dir / name, cfg.parity_text, None, model=model)
+    for name in report["onnx"]:
+        report["onnx"][name]["meta"] = read_meta(out_dir / name)
+
+
+class _Silent:
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
 
 def copy_hf_dir(src: Path, tokenizer_dirs: list[Path], dst: Path) -> Path:
