@@ -112,11 +112,12 @@ class ImatrixArray:
     def __init__(self, imatrix: Imatrix):
         import llama_cpp
 
-        entries = [(name.encode(), (s / max(c, 1)).astype(np.float32)) for name, (s, c) in imatrix.items()]
-        self._buffers = [np.ascontiguousarray(mean) for _, mean in entries]
-        self.array = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
-        for i, ((name, _), buf) in enumerate(zip(entries, self._buffers)):
+        # llama.cpp reads the mean of x^2 per column (llama-quantize divides the file's sums by counts).
+        self._names = [name.encode() for name in imatrix]
+        self._buffers = [np.ascontiguousarray(s / max(c, 1), dtype=np.float32) for s, c in imatrix.values()]
+        self.array = (llama_cpp.llama_model_imatrix_data * (len(self._names) + 1))()
+        for i, (name, buf) in enumerate(zip(self._names, self._buffers)):
             self.array[i].name = name
             self.array[i].data = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             self.array[i].size = buf.size
-        self.array[len(entries)].name = None
+        self.array[len(self._names)].name = None
