@@ -126,8 +126,9 @@ def test_static_int8_onnx_and_imatrix_in_the_export_stage(tmp_path: Path, kquant
     assert report["top1_agreement"] >= 0.6, report
     quant = report["meta"]["quantization"]
     assert quant["mode"] == "static" and quant["format"] == "QDQ" and quant["calibration_tokens"] == 6 * 48
-    # Every linear layer (7 per layer) and the folded tied lm_head are quantized; attention products are not.
-    assert quant["quantized_matmuls"] == 7 * 4 + 1
+    # Every linear layer (7 per layer), the folded tied lm_head and the embedding are quantized;
+    # attention's products are not.
+    assert quant["quantized_nodes"] == 7 * 4 + 1 + 1
     props = {p.key: p.value for p in onnx.load(str(static / "model_quantized.onnx")).metadata_props}
     assert props["smoledge.graph_optimization_level"] == "basic"
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(static / "model_quantized.onnx")).graph.node)
@@ -158,13 +159,13 @@ def test_onnx_optimisation_level_is_checked_and_recorded(tmp_path: Path, tiny_mo
     this CPU are refused before anything is written."""
     import onnx
 
-    from smoledge.export.onnx import export_onnx, read_meta, weight_matmuls
+    from smoledge.export.onnx import export_onnx, read_meta, weight_nodes
 
     out = export_onnx(tiny_model_dir, tmp_path / "onnx", optimization="disabled")
     model = onnx.load(str(out / "model.onnx"))
     assert {p.key: p.value for p in model.metadata_props}["smoledge.graph_optimization_level"] == "disabled"
     assert read_meta(out)["graph_optimization_level"] == "disabled"
-    assert len(weight_matmuls(model)) == 7 * 4  # lm_head not among them until constants are folded
+    assert len(weight_nodes(model)) == 7 * 4 + 1  # linears and embedding; lm_head not until constants fold
     for level in ("extended", "all"):
         with pytest.raises(SmoledgeError, match=f"level '{level}' is unknown; choose one of disabled, basic"):
             export_onnx(tiny_model_dir, tmp_path / level, optimization=level)

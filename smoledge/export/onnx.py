@@ -151,18 +151,20 @@ def quantize_onnx(onnx_dir: str | Path, out_dir: str | Path, target: str) -> Pat
     return out_dir
 
 
-def weight_matmuls(model: Any) -> list[str]:
-    """Names of the MatMul nodes whose second input is a stored weight: the linear layers (and, once
-    constant folding has run, the tied lm_head). Attention's own products (QK^T, PV) stay fp32:
-    their operands change with every prompt, so fixed calibration ranges would clip them."""
+def weight_nodes(model: Any) -> list[str]:
+    """Names of the nodes that read a stored weight: the linear layers' MatMuls (and, once constant
+    folding has run, the tied lm_head's) and the embedding Gather. Attention's own products (QK^T, PV)
+    stay fp32: their operands change with every prompt, so fixed calibration ranges would clip them."""
     weights = {init.name for init in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    return [n.name for n in model.graph.node
+            if (n.op_type == "MatMul" and n.input[1] in weights) or (n.op_type == "Gather" and n.input[0] in weights)]
 
 
 def quantize_onnx_static(onnx_dir: str | Path, out_dir: str | Path, target: str,
                          windows: list[list[int]]) -> Path:
-    """Static QDQ int8 for one CPU target: per-channel int8 weights and int8 activations whose
-    ranges (MinMax) come from running the fp32 model over the calibration `windows`."""
+    """Static QDQ int8 for one CPU target: per-channel int8 weights (linear layers and the embedding)
+    and int8 activations whose ranges (MinMax) come from running the fp32 model over the calibration
+    `windows`."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
     from optimum.onnxruntime.configuration import ORTConfig
@@ -174,11 +176,11 @@ def quantize_onnx_static(onnx_dir: str | Path, out_dir: str | Path, target: str,
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
     src = onnx_dir / FP32_FILE
     graph = onnx.load(str(src), load_external_data=False)
-    nodes = weight_matmuls(graph)
+    nodes = weight_nodes(graph)
     with atomic_dir(out_dir) as tmp:
         quantize_static(
             str(src), str(tmp / QUANTIZED_FILE), KVCalibrationReader(src, windows),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Gather"], nodes_to_quantize=nodes,
             per_channel=config.per_channel, reduce_range=config.reduce_range,
             activation_type=config.activations_dtype, weight_type=config.weights_dtype,
             calibrate_method=CalibrationMethod.MinMax,
@@ -193,7 +195,7 @@ def quantize_onnx_static(onnx_dir: str | Path, out_dir: str | Path, target: str,
             "graph_optimization_level": read_meta(onnx_dir).get("graph_optimization_level", "disabled"),
             "quantization": {"mode": "static", "target": target, "format": "QDQ", "calibration": "MinMax",
                              "activations": config.activations_dtype.name, "weights": config.weights_dtype.name,
-                             "per_channel": config.per_channel, "quantized_matmuls": len(nodes),
+                             "per_channel": config.per_channel, "quantized_nodes": len(nodes),
                              "calibration_windows": len(windows),
                              "calibration_tokens": sum(len(w) for w in windows)}})
     return out_dir
