@@ -120,6 +120,20 @@ def test_f16_and_q8_0_types(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp")), "temp files left behind"
 
 
+def test_q4_0_keeps_the_output_projection_at_8_bits(tiny_model_dir: Path, tiny_tokenizer_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """As llama.cpp's quantizer does: in a Q4_0 file the output projection (the tied embedding, or
+    output.weight when untied) is Q8_0 and says so in the notes; every other matrix is Q4_0."""
+    untied = save_model(tmp_path / "untied", tiny_tokenizer_dir, num_layers=2, tie_word_embeddings=False)
+    for model, head in ((tiny_model_dir, "token_embd.weight"), (untied, "output.weight")):
+        notes: list[str] = []
+        r = gguf.GGUFReader(write_gguf(model, tmp_path / f"{head}.gguf", "q4_0", notes))
+        types = {x.name: x.tensor_type for x in r.tensors if len(x.shape) == 2}
+        assert types.pop(head) == gguf.GGMLQuantizationType.Q8_0
+        assert set(types.values()) == {gguf.GGMLQuantizationType.Q4_0}
+        assert notes == [f"{head}: the output projection, kept Q8_0 as llama.cpp keeps it in Q4_0 files"]
+
+
 def test_q8_0_keeps_unquantizable_rows_in_f16(tiny_tokenizer_dir: Path, tmp_path: Path) -> None:
     # hidden 48: matrices reading the residual have rows of 48, not a multiple of 32.
     model = save_model(tmp_path / "m48", tiny_tokenizer_dir, num_layers=2, hidden_size=48,

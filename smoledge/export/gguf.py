@@ -49,7 +49,9 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
     weights = _load_weights(hf_dir)
 
     tensors = list(_gguf_tensors(weights, hp, permute=_permute_qk))
-    planned = [(name, arr, _tensor_type(name, arr, matrix_type, notes)) for name, arr in tensors]
+    # The output projection (the embedding itself when tied) is the tensor 4-bit rounding hurts most.
+    head = C.GLOBAL_TENSORS["model.embed_tokens.weight" if hp["tied"] else "lm_head.weight"]
+    planned = [(name, arr, _tensor_type(name, arr, matrix_type, notes, head)) for name, arr in tensors]
     if matrix_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) and not any(
         t == matrix_type for _, _, t in planned
     ):
@@ -368,14 +370,19 @@ def _gguf_tensors(weights: dict[str, np.ndarray], hp: dict[str, Any], permute: b
 
 
 
-def _tensor_type(name: str, arr: np.ndarray, matrix_type, notes: list[str]):
-    """1-D tensors (norms) stay F32; matrices take the file's type where its block size fits."""
+def _tensor_type(name: str, arr: np.ndarray, matrix_type, notes: list[str], head: str = ""):
+    """1-D tensors (norms) stay F32; matrices take the file's type where its block size fits, except
+    the output projection `head`, which 4-bit files keep in C.HEAD_TYPE as llama.cpp's quantizer does."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     if arr.ndim == 1 or matrix_type == GGMLQuantizationType.F32:
         return GGMLQuantizationType.F32
     if matrix_type == GGMLQuantizationType.F16:
         return matrix_type
+    if name == head and matrix_type in C.HEAD_TYPE:
+        notes.append(f"{name}: the output projection, kept {C.HEAD_TYPE[matrix_type].name} as llama.cpp keeps it "
+                     f"in {matrix_type.name} files")
+        matrix_type = C.HEAD_TYPE[matrix_type]
     block = GGML_QUANT_SIZES[matrix_type][0]
     if arr.shape[-1] % block:
         notes.append(f"{name}: rows of {arr.shape[-1]} are not a multiple of {block}, kept {C.QUANT_FALLBACK.name}")
