@@ -187,6 +187,14 @@ def stage_fingerprint(recipe: Any, s: StageSpec, upstream: dict[str, str], exter
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def content_key(fp: str, record: dict[str, Any]) -> str:
+    """What downstream stages see of an upstream one: its fingerprint and the checksums of what it
+    wrote. A stage re-run with the same config (--force, or after a code change) that writes different
+    files therefore re-runs everything that read them; one that writes the same bytes does not."""
+    sums = {rel: meta["sha256"] for rel, meta in sorted(record.get("outputs", {}).items())}
+    return hashlib.sha256(json.dumps({"fingerprint": fp, "outputs": sums}, sort_keys=True).encode()).hexdigest()
+
+
 def _display(path: Path) -> str:
     """A path relative to the working directory when it is below it (for the summary table)."""
     path = Path(path).resolve()
@@ -322,6 +330,7 @@ def build(
                 and outputs_intact(stage_dir, record)
             )
             if up_to_date:
+                fingerprints[s.name] = content_key(fp, record or {})
                 outcomes.append(StageOutcome(s.name, "skipped", 0.0, record or {}))
                 out(f"{label}: up to date, skipped")
                 continue
@@ -335,6 +344,7 @@ def build(
             ranks.barrier()  # the directory is ready before any rank writes into it
             if not participates:
                 ranks.barrier()  # wait for rank 0 to finish this stage
+                fingerprints[s.name] = content_key(fp, read_record(stage_dir) or {})
                 outcomes.append(StageOutcome(s.name, "ran", 0.0, read_record(stage_dir) or {}))
                 continue
             out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
@@ -345,6 +355,7 @@ def build(
             record = (_write_record(s, stage_dir, result, fp, fingerprints, external, recipe, seconds, resuming)
                       if ranks.is_main else {})
             ranks.barrier()  # the record is on disk (and a rank-0-only stage releases the waiting ranks)
+            fingerprints[s.name] = content_key(fp, record if ranks.is_main else read_record(stage_dir) or {})
             outcomes.append(StageOutcome(s.name, "ran", seconds, record))
             out(f"{label}: done in {seconds:.1f}s  {result.summary}")
     return outcomes

@@ -16,6 +16,7 @@ from smoledge.runs import RECORD, _run_lock, build, summary_table
 def _reset():
     toy_stages.CALLS.clear()
     toy_stages.CRASH_IN["stage"] = None
+    toy_stages.FIRST_EXTRA["text"] = ""
 
 
 def _build(recipe, root):
@@ -100,6 +101,23 @@ def test_force_and_until(tmp_path: Path) -> None:
     assert toy_stages.CALLS == ["first", "second"]
     with pytest.raises(KeyError, match="unknown stage 'third'"):
         build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, until="third", out=lambda s: None)
+
+
+def test_a_forced_stage_reruns_downstream_only_when_its_files_change(tmp_path: Path) -> None:
+    """Same recipe, stage re-run: downstream read the old files, so it re-runs if and only if they changed."""
+    recipe = Recipe(name="toy")
+    _build(recipe, tmp_path)
+    toy_stages.CALLS.clear()
+    build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, force=("first",), out=lambda s: None)
+    assert toy_stages.CALLS == ["first"]  # identical bytes: second is still up to date
+    toy_stages.CALLS.clear()
+    toy_stages.FIRST_EXTRA["text"] = "new code wrote this\n"
+    build(recipe, runs_root=tmp_path, stages=toy_stages.STAGES, force=("first",), out=lambda s: None)
+    assert toy_stages.CALLS == ["first", "second"]
+    assert "new code wrote this" in (tmp_path / "toy" / "second-dir" / "b.txt").read_text()
+    toy_stages.CALLS.clear()
+    _build(recipe, tmp_path)
+    assert toy_stages.CALLS == []
 
 
 def test_concurrent_build_refused(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ STAGES = (
 # Set by tests: name of a stage that should crash half-way (after writing part.txt).
 CRASH_IN = {"stage": None}
 CALLS: list[str] = []
+# Set by tests: extra text the first stage writes, to change its output without changing the recipe.
+FIRST_EXTRA = {"text": ""}
 
 
 def not_needed(recipe):
@@ -30,7 +32,7 @@ def run(ctx):
     name = "first" if ctx.dir.name == "first" else "second"
     CALLS.append(name)
     if name == "first":
-        out = atomic_write_text(ctx.dir / "a.txt", f"seed={ctx.recipe.seed}\n")
+        out = atomic_write_text(ctx.dir / "a.txt", f"seed={ctx.recipe.seed}\n{FIRST_EXTRA['text']}")
         return StageResult(outputs=[out], summary="wrote a", artifact=out)
     partial = ctx.dir / "part.txt"
     resumed_from = partial.read_text() if partial.exists() else ""
