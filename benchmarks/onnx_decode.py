@@ -28,13 +28,16 @@ steps through the KV cache. One warm-up generate(N) per engine (its tokens are t
 check), then --repeats rounds; each round times every engine once, in a rotating order, so a
 burst of someone else's load spreads over the engines instead of landing on one. The table
 shows the median round; "prefill ms" is the median t(1 new) (prompt pass + first token).
+"others" is the most cores other processes kept busy during any of that engine's timed rounds
+(from /proc/stat): anything above ~0.1 means the row was measured under someone else's load.
 
-Load: the run prints how many cores other processes used during the timed rounds (from
-/proc/stat). Run it on an idle machine: with --threads equal to the core count, anyone else's
-load parks one of the threads, and every parallel region then waits a scheduler slice for it;
-PyTorch eager (hundreds of OpenMP regions per token) measured 35x slower per decode step on
-the 2-core dev box with one other busy process (1.9 s vs 54 ms with one thread), ORT ~2x.
-Setup (build, export, quantize) is ~1 min for the 135M shape; the timed part ~1-2 min idle.
+Load: run it on an idle machine (--wait-idle S waits up to S seconds before each timed
+measurement for other processes to go quiet). With --threads equal to the core count, anyone
+else's load parks one of the threads and every parallel region then waits a scheduler slice
+for it: on the 2-core dev box with one other busy process, eager (hundreds of OpenMP regions per
+token) decoded ~20x slower (~1 tok/s instead of ~22) and ORT ~3x slower, so the ratios under
+load say nothing about an idle device. Idle, the default run takes ~4.5 min (setup ~1 min:
+build, export, quantize; warm-up and checks, timed rounds ~1 min, --profile ~1 min).
 
 Correctness, in the same run: ort-fp32's greedy tokens must equal eager's (a mismatch is
 reported with its position and eager's top-2 logit margin there: random weights make near-ties
@@ -86,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ort-no-spin", action="store_true",
                     help="stop ORT's idle threads from spinning (session.intra_op.allow_spinning=0)")
     ap.add_argument("--profile", action="store_true", help="print ORT's kernel time per op type")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                    help="before each timed measurement wait up to this long for other processes to go idle")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "onnx_decode.json")
     args = ap.parse_args(argv)
     if args.new_tokens < 2 or args.prompt_tokens < 1 or args.repeats < 1 or args.threads < 1:
@@ -108,6 +113,28 @@ def cpu_seconds() -> tuple[float, float]:
     idle = fields[3] + fields[4]  # idle + iowait
     own = os.times()
     return (sum(fields[:8]) - idle) / ticks, own.user + own.system
+
+
+def load_mark() -> tuple[float, float, float]:
+    return (*cpu_seconds(), time.perf_counter())
+
+
+def others_cores(mark: tuple[float, float, float]) -> float:
+    """Cores other processes kept busy, on average, since `mark` (a load_mark())."""
+    busy, own, wall = load_mark()
+    return max(0.0, (busy - mark[0]) - (own - mark[1])) / max(wall - mark[2], 1e-6)
+
+
+def wait_idle(max_s: float, threshold: float = 0.25) -> float:
+    """Wait (up to max_s) until other processes use under `threshold` cores over a 1 s window;
+    the seconds waited. Returns anyway at the limit: the measurement records the load it ran under."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_s:
+        mark = load_mark()
+        time.sleep(1.0)
+        if others_cores(mark) < threshold:
+            break
+    return time.perf_counter() - t0
 
 
 def versions() -> dict[str, str]:
@@ -244,13 +271,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     load_start = os.getloadavg()
-    busy0, own0 = cpu_seconds()
+    mark = load_mark()
     time.sleep(2.0)
-    busy1, own1 = cpu_seconds()
-    if (busy1 - busy0) - (own1 - own0) > 0.5 * 2.0:
-        print(f"WARNING: other processes are using {((busy1 - busy0) - (own1 - own0)) / 2.0:.1f} cores right now; "
-              f"with --threads {args.threads} on {os.cpu_count()} cores the numbers (eager's most) will be far "
-              "too low and the run slow. Rerun when the machine is idle.", flush=True)
+    if (busy := others_cores(mark)) > 0.5:
+        print(f"WARNING: other processes are using {busy:.1f} cores right now; with --threads {args.threads} on "
+              f"{os.cpu_count()} cores the numbers (eager's most) will be far too low and the run slow. Rerun when "
+              "the machine is idle, or pass --wait-idle.", flush=True)
     tmp = None
     if args.work is None:
         tmp = tempfile.TemporaryDirectory(prefix="onnx_decode_")
@@ -293,22 +319,26 @@ def main() -> None:
     # 3. Timed rounds, rotating the engine order each round.
     names = list(engines)
     rounds: dict[str, list[dict]] = {name: [] for name in names}
-    busy0, own0, wall0 = *cpu_seconds(), time.perf_counter()
+    timed = load_mark()
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            waited = wait_idle(args.wait_idle) if args.wait_idle else 0.0
+            mark = load_mark()
             _, t1 = generate(engines[name], prompt, 1)
             _, tn = generate(engines[name], prompt, args.new_tokens)
-            rounds[name].append({"t1_s": t1, "tN_s": tn, "decode_tok_s": (args.new_tokens - 1) / (tn - t1)})
-        print(f"round {r + 1}/{args.repeats}: " + "  ".join(f"{n} {rounds[n][-1]['decode_tok_s']:.1f}" for n in names))
+            rounds[name].append({"t1_s": t1, "tN_s": tn, "decode_tok_s": (args.new_tokens - 1) / (tn - t1),
+                                 "others_cores": others_cores(mark), "waited_s": waited})
+        print(f"round {r + 1}/{args.repeats}: " + "  ".join(
+            f"{n} {rounds[n][-1]['decode_tok_s']:.1f} (others {rounds[n][-1]['others_cores']:.2f})" for n in names))
+    timed_s, timed_others = time.perf_counter() - timed[2], others_cores(timed)
 
-    busy1, own1, wall1 = *cpu_seconds(), time.perf_counter()
-    others_cores = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
     results = {}
     for name in names:
         rates = [x["decode_tok_s"] for x in rounds[name]]
         results[name] = {"decode_tok_s": statistics.median(rates), "decode_tok_s_min": min(rates),
                          "decode_tok_s_max": max(rates), "prefill_ms": 1e3 * statistics.median(x["t1_s"] for x in rounds[name]),
+                         "others_cores_max": max(x["others_cores"] for x in rounds[name]),
                          "size_mb": sizes[name], "rounds": rounds[name], **checks.get(name, {})}
 
     profiles = {}
@@ -327,14 +357,14 @@ def main() -> None:
           f"{args.new_tokens} new tokens, median of {args.repeats}")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads; "
           f"load avg {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; other processes used "
-          f"{others_cores:.2f} cores on average during the {wall1 - wall0:.0f} s of timed rounds")
-    print(f"{'engine':<21} {'decode tok/s':>12} {'(min-max)':>14} {'vs eager':>8} {'prefill ms':>10} {'MB':>7}   "
+          f"{timed_others:.2f} cores on average during the {timed_s:.0f} s of timed rounds")
+    print(f"{'engine':<21} {'decode tok/s':>12} {'(min-max)':>14} {'vs eager':>8} {'prefill ms':>10} {'MB':>7} {'others':>6}   "
           f"{'same':>5} {'first diff':>10} {'top-1 tf':>8} {'max |dlogit|':>12}")
     for name in names:
         x = results[name]
         spread = f"{x['decode_tok_s_min']:.1f}-{x['decode_tok_s_max']:.1f}"
         row = (f"{name:<21} {x['decode_tok_s']:12.1f} {spread:>14} {x['decode_tok_s'] / base:7.2f}x "
-               f"{x['prefill_ms']:10.1f} {x['size_mb']:7.1f}")
+               f"{x['prefill_ms']:10.1f} {x['size_mb']:7.1f} {x['others_cores_max']:6.2f}")
         if name != "eager":
             first = "-" if x["first_diff"] is None else str(x["first_diff"])
             row += (f"   {x['greedy_same_fraction']:5.2f} {first:>10} {x['teacher_forced_top1']:8.3f} "
@@ -344,7 +374,7 @@ def main() -> None:
     print(f"ort-fp32 greedy tokens == eager: {fp32['greedy_identical']}"
           + ("" if fp32["greedy_identical"] else
              f" (first diff at {fp32['first_diff']}, eager top-2 margin there {fp32['eager_top2_margin_at_first_diff']:.2e})"))
-    print("phases: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in phases.items()) + f", timed rounds {wall1 - wall0:.0f} s")
+    print("phases: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in phases.items()) + f", timed rounds {timed_s:.0f} s")
     for name, shares in profiles.items():
         top = ", ".join(f"{op} {share:.0%}" for op, share in list(shares.items())[:8])
         print(f"ORT kernel time, {name}: {top}")
@@ -356,10 +386,11 @@ def main() -> None:
                   "vocab": config.vocab_size},
         "settings": {"threads": args.threads, "prompt_tokens": args.prompt_tokens, "prompt_kind": prompt_kind,
                      "new_tokens": args.new_tokens, "repeats": args.repeats, "int8_targets": args.int8_targets.split(","),
-                     "ort_allow_spinning": not args.ort_no_spin, "seed": SEED},
+                     "ort_allow_spinning": not args.ort_no_spin, "wait_idle_s": args.wait_idle,
+                     "seed": SEED},
         "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads_used": args.threads,
                     "loadavg_start": load_start, "loadavg_end": load_end,
-                    "other_processes_cores_during_timing": others_cores, "timed_rounds_s": wall1 - wall0, "platform": platform.platform()},
+                    "other_processes_cores_during_timing": timed_others, "timed_rounds_s": timed_s, "platform": platform.platform()},
         "versions": versions(),
         "phase_s": phases,
         "results": results,
