@@ -95,6 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.new_tokens < 2 or args.prompt_tokens < 1 or args.repeats < 1 or args.threads < 1:
         ap.error("need --new-tokens >= 2, --prompt-tokens >= 1, --repeats >= 1, --threads >= 1")
+    from smoledge.export.onnx import INT8_TARGETS
+
+    unknown = set(args.int8_targets.split(",")) - set(INT8_TARGETS)
+    if unknown:  # before the minute of export, not after it
+        ap.error(f"--int8-targets {', '.join(sorted(unknown))} unknown; choose from {', '.join(INT8_TARGETS)}")
     return args
 
 
