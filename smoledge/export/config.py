@@ -48,8 +48,17 @@ class ExportConfig(Section):
     """Windows of the curated training split used to calibrate static int8 and the importance matrix."""
     calibration_seq_len: int = 256
     """Tokens per calibration window (at most the model's context length)."""
+    yarn_factor: float = 1.0
+    """Extend the exported model's context by this factor with YaRN RoPE scaling (1.0: off). hf/config.json
+    gets rope_scaling {rope_type: yarn, factor, original_max_position_embeddings: the trained context} and
+    max_position_embeddings = trained x factor; the GGUF files the matching llama.cpp keys; the ONNX graph
+    traces it. Applies at every length (static YaRN), so perplexity within the trained context moves a
+    little too: the evaluate stage measures both. The f32 GGUF and ONNX are also gated on logit parity
+    beyond the trained context."""
 
     def __post_init__(self) -> None:
+        if not 1.0 <= self.yarn_factor <= 64.0:
+            self.fail("yarn_factor", f"must be between 1.0 (off) and 64, got {self.yarn_factor}")
         if self.onnx_int8 and not self.onnx:
             self.fail("onnx_int8", "quantizes the ONNX export; set export.onnx: true or onnx_int8: []")
         if self.onnx_int8_static and not self.onnx:

@@ -13,6 +13,7 @@ a Llama-3/SmolLM3 tokenizer given as tokenizer.pretrained; gguf_constants.PRE_TO
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,12 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
         w.add_head_count_kv(hp["num_kv_heads"])
         w.add_rope_dimension_count(hp["head_dim"])
         w.add_rope_freq_base(hp["rope_theta"])
+        if hp["yarn"]:
+            w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+            w.add_rope_scaling_factor(hp["yarn"]["factor"])
+            w.add_rope_scaling_orig_ctx_len(hp["yarn"]["original_context_length"])
+            if hp["yarn"]["attn_factor"] != 1.0:
+                w.add_rope_scaling_attn_factors(hp["yarn"]["attn_factor"])
         w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
         w.add_vocab_size(hp["vocab_size"])
         w.add_file_type(int(file_type))
@@ -116,9 +123,7 @@ def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]
     for flag in ("attention_bias", "mlp_bias"):
         if cfg.get(flag):
             raise SmoledgeError(f"{flag}=true{where}: the llama/smollm3 GGUF graph has no biases; train without them")
-    if cfg.get("rope_scaling"):
-        raise SmoledgeError(f"rope_scaling{where} is set ({cfg['rope_scaling']}); smoledge exports plain RoPE only, "
-                            "remove rope_scaling from the model config")
+    yarn = yarn_hparams(cfg, where)
     if cfg.get("use_sliding_window"):
         raise SmoledgeError(f"use_sliding_window=true{where}: llama.cpp's smollm3 graph has no sliding window; "
                             "train with full attention")
@@ -161,6 +166,47 @@ def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]
         "rms_norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
         "vocab_size": int(cfg["vocab_size"]),
         "tied": bool(cfg.get("tie_word_embeddings", True)),
+        "yarn": yarn,
+    }
+
+
+def yarn_hparams(cfg: dict[str, Any], where: str = "") -> dict[str, float] | None:
+    """The GGUF YaRN keys for a config's rope_scaling (None for plain RoPE); refuses scaling llama.cpp
+    would compute differently. `attn_factor` multiplies llama.cpp's own 0.1 ln(factor) + 1, so it is
+    transformers' attention factor divided by that (1.0 unless the config sets its own)."""
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return None
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "default":
+        return None
+    if kind != C.YARN_ROPE_TYPE:
+        raise SmoledgeError(f"rope_scaling{where} is {kind!r} ({rs}); smoledge exports plain RoPE or YaRN only "
+                            "(export.yarn_factor); remove rope_scaling from the model config")
+    unknown = sorted(set(rs) - set(C.YARN_KEYS))
+    if unknown:
+        raise SmoledgeError(f"rope_scaling{where} has {unknown}, which smoledge cannot map to llama.cpp's YaRN; "
+                            f"use only {', '.join(C.YARN_KEYS)}")
+    for key, fixed in C.YARN_FIXED.items():
+        if rs.get(key) is not None and rs[key] != fixed:
+            raise SmoledgeError(f"rope_scaling.{key}{where} is {rs[key]!r}; llama.cpp's YaRN runs with {key}={fixed} "
+                                "(no GGUF key changes it), so the GGUF would compute a different model. Remove it")
+    factor = float(rs["factor"])
+    if factor < 1.0:
+        raise SmoledgeError(f"rope_scaling.factor{where} is {factor}; YaRN extends the context, it must be >= 1")
+
+    def mscale(scale: float, m: float = 1.0) -> float:  # transformers' get_mscale
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention = rs.get("attention_factor")
+    if attention is None:
+        attention = (mscale(factor, rs["mscale"]) / mscale(factor, rs["mscale_all_dim"])
+                     if rs.get("mscale") and rs.get("mscale_all_dim") else mscale(factor))
+    return {
+        "factor": factor,
+        "original_context_length": int(rs.get("original_max_position_embeddings")
+                                       or cfg.get("max_position_embeddings", 2048)),
+        "attn_factor": float(attention) / mscale(factor),
     }
 
 

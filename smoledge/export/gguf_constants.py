@@ -81,3 +81,16 @@ GGUF_TOKENIZER_MODEL = "gpt2"
 
 # HF activation names llama.cpp's llama/smollm3 graphs compute (SwiGLU with SiLU).
 SUPPORTED_ACTIVATIONS = ("silu", "swish")
+
+# RoPE scaling: YaRN is the one transformers rope_scaling type smoledge writes to GGUF
+# (`<arch>.rope.scaling.type/factor/original_context_length`, read by llama.cpp for every arch).
+# llama.cpp computes what transformers does (modeling_rope_utils._compute_yarn_parameters): the same
+# correction range (dims between the beta_fast and beta_slow rotation counts, floored/ceiled) and ramp,
+# and cos/sin scaled by 0.1 ln(factor) + 1 (ggml's rope_yarn; llama_context cancels its own copy).
+# It reads no beta keys from a GGUF (fixed at these values) and always floors/ceils the range, so a
+# config that changes them cannot be exported faithfully.
+YARN_ROPE_TYPE = "yarn"
+YARN_FIXED = {"beta_fast": 32.0, "beta_slow": 1.0, "truncate": True}
+# rope_scaling keys the writer understands; any other would change the model in ways it cannot map.
+YARN_KEYS = ("rope_type", "type", "factor", "original_max_position_embeddings", "attention_factor", "mscale",
+             "mscale_all_dim", *YARN_FIXED)

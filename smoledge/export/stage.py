@@ -27,12 +27,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def run(ctx: StageContext) -> StageResult:
     from smoledge.export.model_card import model_card
     from smoledge.export.parity import load_torch
+    from smoledge.export.yarn import apply_yarn
 
     cfg = ctx.recipe.export
     src = ctx.stage_dir("distill") / "model"
     hf = ctx.dir / "hf"
     ctx.progress.update("copying HF model")
     copy_hf_dir(src, [ctx.stage_dir("train-tokenizer"), ctx.stage_dir("train-tokenizer") / "tokenizer"], hf)
+    apply_yarn(hf, cfg.yarn_factor)
     model, _ = load_torch(hf)
     windows = calibration(ctx.stage_dir("train-tokenizer") / "shards", cfg, model.config.max_position_embeddings)
     report = export_model(hf, ctx.dir, cfg, windows, ctx.progress, model=model)
@@ -91,6 +93,7 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
     from smoledge.export.gguf import write_gguf
     from smoledge.export.kquant import quantize_gguf, tensor_types
     from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
+    from smoledge.export.yarn import parity_text_beyond_trained
 
     progress = progress if progress is not None else _Silent()
     model = model if model is not None else load_torch(hf)[0]
@@ -103,6 +106,7 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
     # f32 first (the reference), then smoledge's own files, then llama.cpp's quants of the f16 one.
     types = ["f32"] + [t for t in wanted if t != "f32" and t not in FROM_F16] + [t for t in wanted if t in FROM_F16]
     report: dict[str, Any] = {"limit": cfg.parity_max_abs_logit_diff, "files": {}, "order": types}
+    long_text = parity_text_beyond_trained(hf, cfg.parity_text)  # None unless the model has YaRN
     if windows:
         report["calibration"] = {"source": "curated training split", "windows": len(windows),
                                  "tokens": sum(len(w) for w in windows)}
@@ -134,10 +138,18 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
                 entry["logits"] = check_parity(hf, path, cfg.parity_text, cfg.parity_max_abs_logit_diff, model=model)
                 entry["greedy"] = check_greedy(hf, path, cfg.parity_text, cfg.parity_greedy_tokens,
                                                tie_tol=2 * cfg.parity_max_abs_logit_diff, model=model)
+                if long_text:  # YaRN: also where only the scaled RoPE reaches, past the trained context
+                    entry["logits_beyond_trained"] = check_parity(hf, path, long_text,
+                                                                  cfg.parity_max_abs_logit_diff, model=model)
             else:
                 entry["logits"] = check_parity(hf, path, cfg.parity_text, None, model=model)
         if cfg.onnx:
             export_onnx_artifacts(hf, out_dir, cfg, model, report, windows, progress)
+            if long_text:
+                from smoledge.export.onnx import check_onnx
+
+                report["onnx"]["onnx"]["beyond_trained"] = check_onnx(hf, out_dir / "onnx", long_text,
+                                                                      cfg.parity_max_abs_logit_diff, model=model)
     except SmoledgeError as exc:
         # Keep the evidence next to the files before failing the build.
         report["failed"] = str(exc)
