@@ -183,7 +183,7 @@ def test_oversize_prompt_is_400(server: str, client: openai.OpenAI) -> None:
         ("/v1/completions", {"prompt": PROMPT, "temperature": 5}, 400, "temperature"),
         ("/v1/completions", {"prompt": PROMPT, "max_tokens": 0}, 400, "max_tokens"),
         ("/v1/completions", {"max_tokens": 4}, 400, "prompt: Field required"),
-        ("/v1/completions", {"prompt": ["a", "b"]}, 400, "one prompt per request"),
+        ("/v1/completions", {"prompt": ["a", "b"], "stream": True}, 400, "streamed request takes one prompt"),
         ("/v1/completions", {"prompt": PROMPT, "n": 3}, 400, "only n=1"),
         ("/v1/completions", {"prompt": PROMPT, "stop": ["a", "b", "c", "d", "e"]}, 400, "at most 4 stop"),
         ("/v1/completions", {"prompt": PROMPT, "model": "gpt-4"}, 404, "'gpt-4' is not served here"),

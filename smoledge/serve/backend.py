@@ -10,6 +10,21 @@ taken from `Llama.create_completion` so that the stop rules are exact: the
 model's end tokens (<|im_end|>, EOS) stop on the token id, user stop strings
 stop on the text, and streamed text never shows a partial stop string or a
 split UTF-8 character.
+
+Log-probabilities (OpenAI's legacy `logprobs` / `echo`, what lm-evaluation-harness
+scores multiple-choice tasks with) come without `logits_all=True`. That flag would
+make every prompt of every request compute the output layer at every position and
+copy it into an (n_ctx, vocab) float array: on SmolLM2-135M's shape (49k vocabulary)
+the output layer is about a fifth of the prompt compute, and the array is 100 MB at
+n_ctx 512, 400 MB at 2048. Instead:
+  - a generated token's log-probabilities are read from the one row of logits the
+    sampler just used (llama.cpp keeps it until the next decode): free;
+  - with `echo` + `logprobs`, `_score_prompt` decodes the prompt itself with logits
+    requested at every position, SCORE_BATCH positions at a time (so llama.cpp's
+    output buffer stays SCORE_BATCH x vocab), and reduces them to log-probabilities
+    on the spot. The KV cache it fills is handed to `Llama.generate`, which then
+    decodes only the last prompt token again: an echo request costs one prompt pass.
+Requests without logprobs run exactly as before.
 """
 
 from __future__ import annotations
@@ -20,11 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from smoledge.errors import SmoledgeError
+
+# Prompt positions scored per llama.cpp decode when echo asks for prompt log-probabilities;
+# bounds llama.cpp's logits buffer at SCORE_BATCH x vocab floats (12.6 MB at a 49k vocabulary).
+SCORE_BATCH = 64
 
 
 class RequestError(ValueError):
     """A request the model cannot serve as asked (the server answers 400 with this message)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+        """The request field at fault, when one is."""
 
 
 @dataclass
@@ -48,6 +74,15 @@ class Job:
     tokens: list[int]
     sampling: Sampling
     max_tokens: int
+    """0 only with echo: score the prompt, generate nothing."""
+    prompt_text: str = ""
+    """The prompt as text (a token-id prompt: its tokens decoded), returned first when echo is set."""
+    added_bos: bool = False
+    """tokens[0] is a BOS the server added to a text prompt (it spells no text of the prompt)."""
+    echo: bool = False
+    """Return the prompt before the completion (and, with logprobs, the prompt tokens' log-probabilities)."""
+    logprobs: int | None = None
+    """Return each token's log-probability and this many most likely alternatives; None: none."""
 
 
 @dataclass
@@ -61,11 +96,55 @@ class Chunk:
 
 
 @dataclass
+class LogProbs:
+    """OpenAI's legacy completions `logprobs` object: one entry per returned token."""
+
+    tokens: list[str] = field(default_factory=list)
+    """Each token's text (decoded alone; a token holding part of a UTF-8 character shows U+FFFD)."""
+    token_logprobs: list[float | None] = field(default_factory=list)
+    """log p(token | tokens before it), natural log; None for the first prompt token (nothing precedes it)."""
+    top_logprobs: list[dict[str, float] | None] = field(default_factory=list)
+    """The `logprobs` most likely tokens at that position, plus the token itself; None where token_logprobs is."""
+    text_offset: list[int] = field(default_factory=list)
+    """Character offset in the returned text where the token's text starts."""
+
+    def extend(self, other: "LogProbs") -> None:
+        self.tokens += other.tokens
+        self.token_logprobs += other.token_logprobs
+        self.top_logprobs += other.top_logprobs
+        self.text_offset += other.text_offset
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {"tokens": self.tokens, "token_logprobs": self.token_logprobs,
+                "top_logprobs": self.top_logprobs, "text_offset": self.text_offset}
+
+
+@dataclass
 class Completion:
     text: str
+    """The generated text; with echo, the prompt text first."""
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    logprobs: LogProbs | None = None
+    """Set when the job asked for logprobs: the prompt tokens (with echo), then the generated ones."""
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, V) float32 logits -> (N, V) float64 natural-log probabilities."""
+    x = logits.astype(np.float64)  # (N, V)
+    m = x.max(axis=1, keepdims=True)  # (N, 1)
+    return x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))  # (N, V)
+
+
+def top_alternatives(logp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, V) log-probabilities -> the k most likely ids per row and their log-probabilities, best first."""
+    if k == 0:
+        return np.zeros((len(logp), 0), dtype=np.int64), np.zeros((len(logp), 0))
+    ids = np.argpartition(-logp, k - 1, axis=1)[:, :k]  # (N, k) unordered
+    vals = np.take_along_axis(logp, ids, axis=1)  # (N, k)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 def _held_back(text: str, stops: list[str]) -> int:
@@ -111,6 +190,10 @@ class LlamaBackend:
         self.n_ctx = n_ctx
         self.threads = threads
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_vocab = self.llm.n_vocab()
+        # The batch echo scoring decodes through (one sequence, token ids, not embeddings).
+        self._score_n = min(SCORE_BATCH, self.llm.n_batch)
+        self._score_batch = llama_cpp.llama_batch_init(self._score_n, 0, 1)
         # A stop token must be one vocabulary entry, else it is not a token of this model.
         self.stop_ids = {self.llm.token_eos()} - {-1}
         for text in stop_tokens or []:
@@ -150,69 +233,200 @@ class LlamaBackend:
         except (ValueError, TypeError, jinja2.TemplateError) as exc:
             raise RequestError(f"the chat template rejected these messages: {exc}") from None
 
-    def prepare(self, prompt: str, sampling: Sampling) -> Job:
+    def piece(self, token: int) -> str:
+        """One token's text on its own (special tokens spelled out)."""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def prepare(self, prompt: str | list[int], sampling: Sampling, echo: bool = False,
+                logprobs: int | None = None) -> Job:
         """Tokenize and check that prompt + max_tokens fit the context window.
 
+        `prompt` is text, or token ids used exactly as given (no BOS added: a
+        client that tokenizes, like lm-evaluation-harness, decides the tokens).
         Runs outside the lock: tokenizing only reads the vocabulary, so a bad
         request is answered at once even while another one is generating."""
-        tokens = self.tokenize(prompt)
+        if isinstance(prompt, str):
+            tokens, text = self.tokenize(prompt), prompt
+            added_bos = tokens[0] == self.llm.token_bos() and not prompt.startswith(self.piece(tokens[0]))
+        else:
+            if not prompt:
+                raise RequestError("the prompt is an empty list of token ids; send at least one token", "prompt")
+            bad = [t for t in prompt if not 0 <= t < self.n_vocab]
+            if bad:
+                raise RequestError(f"prompt token id {bad[0]} is outside this model's vocabulary "
+                                   f"(0..{self.n_vocab - 1}); tokenize with the bundle's tokenizer/", "prompt")
+            tokens, added_bos = list(prompt), False
+            text = self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
+        if sampling.max_tokens == 0 and not echo:
+            raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
+                               "to score the prompt only", "max_tokens")
         room = self.n_ctx - len(tokens)
         max_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
-        if room <= 0 or max_tokens > room:
+        if room < 0 or max_tokens > room or (room == 0 and sampling.max_tokens is None):
             raise RequestError(
                 f"the prompt is {len(tokens)} tokens and max_tokens is {max_tokens}: together they exceed "
                 f"the context window of {self.n_ctx} tokens; shorten the prompt or lower max_tokens"
             )
-        return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens)
+        return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens, prompt_text=text,
+                   added_bos=added_bos, echo=echo, logprobs=logprobs)
+
+    # -- log-probabilities ------------------------------------------------------
+
+    def _score_prompt(self, job: Job) -> LogProbs:
+        """Every prompt token's log-probability given the tokens before it (call with the lock held).
+
+        Decodes the prompt from position 0 with logits at every position, SCORE_BATCH at
+        a time, then records the tokens in the Llama object the way `Llama.eval` does, so
+        the following `generate` reuses this KV cache instead of decoding the prompt again."""
+        llama_cpp, llm, tokens, k = self._llama_cpp, self.llm, job.tokens, job.logprobs or 0
+        llm.reset()  # n_tokens = 0: the Llama object no longer claims a cached prefix
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), -1, 0, -1)
+        out = LogProbs(tokens=[self.piece(t) for t in tokens], token_logprobs=[None], top_logprobs=[None])
+        batch = self._score_batch
+        for start in range(0, len(tokens), self._score_n):
+            part = tokens[start:start + self._score_n]
+            for i, t in enumerate(part):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, start + i, 1, 1
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(part)
+            rc = llama_cpp.llama_decode(llm.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed with status {rc} while scoring the prompt")
+            # Row i predicts token start+i+1; the last prompt row predicts the first generated token.
+            rows = min(len(part), len(tokens) - 1 - start)
+            if rows <= 0:
+                break
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(len(part), self.n_vocab))
+            logp = log_softmax(logits[:rows])  # (rows, V)
+            targets = np.asarray(tokens[start + 1:start + 1 + rows])  # (rows,)
+            chosen = logp[np.arange(rows), targets]  # (rows,)
+            top_ids, top_vals = top_alternatives(logp, k)  # (rows, k)
+            for j in range(rows):
+                out.token_logprobs.append(float(chosen[j]))
+                out.top_logprobs.append(self._top_dict(int(targets[j]), float(chosen[j]), top_ids[j], top_vals[j]))
+        n = len(tokens)
+        llm.input_ids[:n] = tokens
+        llm.n_tokens = n
+        out.text_offset = self._offsets(tokens, skip_first=job.added_bos, special=True)
+        return out
+
+    def _top_dict(self, token: int, logprob: float, ids: np.ndarray, vals: np.ndarray) -> dict[str, float]:
+        """{text: logprob} for the top alternatives and the token itself (OpenAI: up to logprobs+1 entries).
+
+        The token goes in first, so that if another token spells the same text, the more
+        likely alternative's value wins the key (is-greedy checks compare against the max)."""
+        top = {self.piece(token): logprob}
+        top.update({self.piece(int(i)): float(v) for i, v in zip(ids, vals)})
+        return top
+
+    def _offsets(self, tokens: list[int], skip_first: bool, special: bool, start: int = 0) -> list[int]:
+        """Where each token's text starts in the text they decode to, as the prompt (special=True)
+        or the generation loop (special=False) decodes it; a UTF-8 character split across tokens
+        counts for the token that completes it."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        offsets, at = [], start
+        for i, t in enumerate(tokens):
+            offsets.append(at)
+            if not (i == 0 and skip_first):
+                at += len(decoder.decode(self.llm.detokenize([t], special=special)))
+        return offsets
+
+    def _last_logprobs(self, token: int, k: int) -> tuple[float, dict[str, float]]:
+        """log-probability of the token just sampled, from the logits row the sampler used."""
+        row = np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
+        logp = log_softmax(row[None, :])  # (1, V)
+        ids, vals = top_alternatives(logp, k)
+        chosen = float(logp[0, token])
+        return chosen, self._top_dict(token, chosen, ids[0], vals[0])
 
     # -- generation -----------------------------------------------------------
 
     def stream(self, job: Job) -> Iterator[Chunk]:
-        """Yield text pieces as they are decoded; the last chunk carries finish_reason."""
-        s = job.sampling
+        """Yield text pieces as they are decoded; the last chunk carries finish_reason.
+
+        Streams carry no log-probabilities and no echo (the server refuses those with stream).
+        The lock is a plain Lock, not an RLock: the server advances this generator from
+        different worker threads, and only a plain Lock may be released by another thread."""
         with self._lock:
-            seed = s.seed % (1 << 32) if s.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
-            self.llm.set_seed(seed)
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = [x for x in s.stop if x]
-            longest_stop = max((len(x) for x in stops), default=0)
-            text, sent, n, finish = "", 0, 0, "length"
-            # top_k=0, min_p=0, typical_p=1: only temperature and top_p shape
-            # the distribution, as in the OpenAI API.
-            tokens = self.llm.generate(
-                job.tokens, temp=s.temperature, top_p=s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
-                repeat_penalty=1.0,
-            )
-            try:
-                for token in tokens:
-                    if token in self.stop_ids or self._llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                        finish = "stop"
-                        break
-                    n += 1
-                    text += decoder.decode(self.llm.detokenize([token]))
-                    # A new stop string can only end in the newly decoded tail.
-                    start = max(0, sent - longest_stop)
-                    hits = [i for i in (text.find(x, start) for x in stops) if i >= 0]
-                    if hits:
-                        text = text[: min(hits)]
-                        finish = "stop"
-                        break
-                    if n >= job.max_tokens:
-                        text += decoder.decode(b"", final=True)
-                        break
-                    ready = len(text) - _held_back(text, stops)
-                    if ready > sent:
-                        yield Chunk(text[sent:ready], None, n)
-                        sent = ready
-            finally:
-                tokens.close()
-            yield Chunk(text[sent:], finish, n)
+            yield from self._run(job, None)
+
+    def _run(self, job: Job, trace: list[tuple[int, float, dict[str, float]]] | None) -> Iterator[Chunk]:
+        """The generation loop (call with the lock held); appends (token, logprob, alternatives)
+        per generated token to `trace`."""
+        s = job.sampling
+        if job.max_tokens == 0:
+            yield Chunk("", "length", 0)
+            return
+        seed = s.seed % (1 << 32) if s.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
+        self.llm.set_seed(seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = [x for x in s.stop if x]
+        longest_stop = max((len(x) for x in stops), default=0)
+        text, sent, n, finish = "", 0, 0, "length"
+        # top_k=0, min_p=0, typical_p=1: only temperature and top_p shape
+        # the distribution, as in the OpenAI API.
+        tokens = self.llm.generate(
+            job.tokens, temp=s.temperature, top_p=s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
+            repeat_penalty=1.0,
+        )
+        try:
+            for token in tokens:
+                if token in self.stop_ids or self._llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                    finish = "stop"
+                    break
+                if trace is not None:
+                    trace.append((token, *self._last_logprobs(token, job.logprobs or 0)))
+                n += 1
+                text += decoder.decode(self.llm.detokenize([token]))
+                # A new stop string can only end in the newly decoded tail.
+                start = max(0, sent - longest_stop)
+                hits = [i for i in (text.find(x, start) for x in stops) if i >= 0]
+                if hits:
+                    text = text[: min(hits)]
+                    finish = "stop"
+                    break
+                if n >= job.max_tokens:
+                    text += decoder.decode(b"", final=True)
+                    break
+                ready = len(text) - _held_back(text, stops)
+                if ready > sent:
+                    yield Chunk(text[sent:ready], None, n)
+                    sent = ready
+        finally:
+            tokens.close()
+        yield Chunk(text[sent:], finish, n)
 
     def complete(self, job: Job) -> Completion:
-        pieces, last = [], Chunk("")
-        for last in self.stream(job):
-            pieces.append(last.text)
-        return Completion("".join(pieces), last.finish_reason or "length", len(job.tokens), last.completion_tokens)
+        """Run a job to the end; with echo the text starts with the prompt, with logprobs they come along."""
+        if job.logprobs is None:
+            pieces, last = [], Chunk("")
+            for last in self.stream(job):
+                pieces.append(last.text)
+            text = "".join(pieces)
+            return Completion(job.prompt_text + text if job.echo else text, last.finish_reason or "length",
+                              len(job.tokens), last.completion_tokens)
+        trace: list[tuple[int, float, dict[str, float]]] = []
+        # The prompt is scored and then generated from under one hold of the lock: the scoring
+        # leaves the prompt in the KV cache for the generation.
+        with self._lock:
+            prompt = self._score_prompt(job) if job.echo else None
+            chunks = list(self._run(job, trace))
+        text, last = "".join(c.text for c in chunks), chunks[-1]
+        head = job.prompt_text if job.echo else ""
+        # OpenAI counts completion offsets after the prompt even without echo.
+        start = len(job.prompt_text)
+        ids = [t for t, _, _ in trace]
+        offsets = self._offsets(ids, skip_first=False, special=False, start=start)
+        # A stop string cuts the text: keep the tokens whose text starts before the cut.
+        keep = sum(1 for o in offsets if o < start + len(text))
+        generated = LogProbs(tokens=[self.piece(t) for t in ids[:keep]],
+                             token_logprobs=[lp for _, lp, _ in trace[:keep]],
+                             top_logprobs=[top for _, _, top in trace[:keep]], text_offset=offsets[:keep])
+        logprobs = prompt or LogProbs()
+        logprobs.extend(generated)
+        return Completion(head + text, last.finish_reason or "length", len(job.tokens), last.completion_tokens,
+                          logprobs)
 
     def close(self) -> None:
+        self._llama_cpp.llama_batch_free(self._score_batch)
         self.llm.close()

@@ -12,6 +12,11 @@ Endpoints: POST /v1/completions, POST /v1/chat/completions (both with
 stream=true over server-sent events), GET /v1/models, GET /health (the
 process is up), GET /ready (the model is loaded; 503 until then).
 
+/v1/completions also takes what lm-evaluation-harness's `local-completions`
+model sends: prompts as token ids, several prompts per request (one choice
+each), and `echo` + `logprobs` (OpenAI's legacy format: the prompt tokens'
+log-probabilities, the first one null), with `max_tokens: 0` to score only.
+
 The bundle's checksums are verified before the app exists; the model is
 then loaded in a background thread so /health answers at once and /ready
 tells an orchestrator when to send traffic.
@@ -44,6 +49,10 @@ from smoledge.serve.config import ServeConfig
 # OpenAI's legacy completions default; chat completions default to "until the context is full".
 DEFAULT_COMPLETION_MAX_TOKENS = 16
 MAX_STOP_SEQUENCES = 4
+# Most alternatives per token `logprobs` may ask for (OpenAI's legacy API allows 5; vLLM 20).
+MAX_LOGPROBS = 20
+# Most prompts in one /v1/completions request: they run one after another, so this bounds a request's time.
+MAX_PROMPTS = 64
 
 
 # -- errors in OpenAI's shape ---------------------------------------------------
@@ -109,20 +118,36 @@ class _Base(BaseModel):
 
 
 class CompletionRequest(_Base):
-    prompt: str | list[str]
+    # Text, token ids, or a batch of either (one choice per prompt, in order).
+    prompt: str | list[str] | list[int] | list[list[int]]
+    # 0 only with echo: score the prompt, generate nothing.
+    max_tokens: int | None = Field(None, ge=0)
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     suffix: str | None = None
 
-    def text(self) -> str:
-        if self.echo or self.logprobs is not None or self.suffix is not None:
-            raise APIError(400, "echo, logprobs and suffix are not supported by this server", param="echo")
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) != 1:
-            n = len(self.prompt)
-            raise APIError(400, f"prompt: send one prompt per request, got a list of {n}", param="prompt")
-        return self.prompt[0]
+    def prompts(self) -> list[str | list[int]]:
+        """The request's prompts; raises a 400 for what this server does not do."""
+        if self.suffix is not None:
+            raise APIError(400, "suffix is not supported (it needs a fill-in-the-middle model)", param="suffix")
+        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
+            prompts: list[str | list[int]] = [self.prompt]  # type: ignore[list-item]
+        else:
+            prompts = list(self.prompt)  # type: ignore[arg-type]
+        if not prompts:
+            raise APIError(400, "prompt: the list of prompts is empty", param="prompt")
+        if len(prompts) > MAX_PROMPTS:
+            raise APIError(400, f"prompt: at most {MAX_PROMPTS} prompts per request, got {len(prompts)}; "
+                           "split the batch", param="prompt")
+        if self.stream:
+            if self.echo or self.logprobs is not None:
+                field = "echo" if self.echo else "logprobs"
+                raise APIError(400, f"{field}: echo and logprobs come in non-streamed responses only; "
+                               "set stream to false", param=field)
+            if len(prompts) > 1:
+                raise APIError(400, f"prompt: a streamed request takes one prompt, got a list of {len(prompts)}",
+                               param="prompt")
+        return prompts
 
 
 class TextPart(BaseModel):
@@ -270,21 +295,32 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def completions(req: CompletionRequest) -> dict[str, Any] | StreamingResponse:
         state.check_model(req.model)
         backend = state.ready_backend()
+        prompts = req.prompts()
         max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_COMPLETION_MAX_TOKENS
-        job = await run_in_threadpool(_prepare, backend, req.text(), req.sampling(max_tokens))
+        sampling = req.sampling(max_tokens)
+        # Every prompt is checked before any is run: a bad one fails the request at once.
+        jobs = [await run_in_threadpool(_prepare, backend, p, sampling, req.echo, req.logprobs, i, len(prompts))
+                for i, p in enumerate(prompts)]
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": state.settings.model_id}
         if req.stream:
+            (job,) = jobs
+
             def render(c: Chunk) -> Iterator[dict[str, Any]]:
                 yield {**head, "choices": [{"text": c.text, "index": 0, "logprobs": None,
                                             "finish_reason": c.finish_reason}]}
                 if c.finish_reason and req.include_usage():
                     yield {**head, "choices": [], "usage": _usage(len(job.tokens), c.completion_tokens)}
             return _sse(backend.stream(job), render)
-        out = await run_in_threadpool(backend.complete, job)
-        choice = {"text": out.text, "index": 0, "logprobs": None, "finish_reason": out.finish_reason}
-        return {**head, "choices": [choice],
-                "usage": _usage(out.prompt_tokens, out.completion_tokens)}
+        choices, prompt_tokens, completion_tokens = [], 0, 0
+        for i, job in enumerate(jobs):
+            # One job at a time through the worker pool, so other requests interleave between prompts.
+            out = await run_in_threadpool(backend.complete, job)
+            lp = out.logprobs.to_dict() if out.logprobs is not None else None
+            choices.append({"text": out.text, "index": i, "logprobs": lp, "finish_reason": out.finish_reason})
+            prompt_tokens += out.prompt_tokens
+            completion_tokens += out.completion_tokens
+        return {**head, "choices": choices, "usage": _usage(prompt_tokens, completion_tokens)}
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(req: ChatRequest) -> dict[str, Any] | StreamingResponse:
@@ -325,11 +361,16 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except RequestError as exc:
-        raise APIError(400, str(exc)) from None
+        raise APIError(400, str(exc), param=exc.param) from None
 
 
-def _prepare(backend: LlamaBackend, prompt: str, sampling: Sampling) -> Any:
-    return _call(backend.prepare, prompt, sampling)
+def _prepare(backend: LlamaBackend, prompt: str | list[int], sampling: Sampling, echo: bool = False,
+             logprobs: int | None = None, index: int = 0, count: int = 1) -> Any:
+    try:
+        return backend.prepare(prompt, sampling, echo, logprobs)
+    except RequestError as exc:
+        where = f"prompt {index}: " if count > 1 else ""
+        raise APIError(400, f"{where}{exc}", param=exc.param) from None
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
