@@ -194,7 +194,8 @@ def artifacts(hf: Path, export: Path, report: dict[str, Any], seq_len: int
               ) -> list[tuple[str, Callable[[], Any], list[Path] | None]]:
     """(name, scorer factory, model files) in the evaluate stage's naming: hf, GGUFs by file name, ONNX by dir."""
     from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, TorchScorer
-    from smoledge.evaluate.stage import HF_ARTIFACT, onnx_model_files
+    from smoledge.bench.select import onnx_files
+    from smoledge.evaluate.stage import HF_ARTIFACT
 
     out: list[tuple[str, Callable[[], Any], list[Path] | None]] = [(HF_ARTIFACT, lambda: TorchScorer(hf), None)]
     for dtype in report["order"]:
@@ -202,7 +203,7 @@ def artifacts(hf: Path, export: Path, report: dict[str, Any], seq_len: int
         out.append((p.name, lambda p=p: GGUFScorer(p, seq_len), [p]))
     for name in report.get("onnx", {}):
         d = export / name
-        out.append((name, lambda d=d: ORTScorer(d), onnx_model_files(d)))
+        out.append((name, lambda d=d: ORTScorer(d), onnx_files(d)))
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 from typing import Callable
 
 STAGE_HELP = {
@@ -70,9 +71,58 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from smoledge.bench.run import BenchConfig, run
+    from smoledge.bench.run import BenchConfig, markdown, run
 
-    run(BenchConfig(target=args.target, device=args.device, repeats=args.repeats, out=args.out))
+    results = run(BenchConfig(target=args.target, device=args.device, repeats=args.repeats, warmup=args.warmup,
+                              pp=args.pp, tg=args.tg, ttft_prompt=args.ttft_prompt, all_backends=args.all_backends,
+                              out=args.out, markdown=args.markdown))
+    print(markdown(results))
+    for path in (args.out, args.markdown):
+        if path:
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    """"128,512" -> [128, 512]; "" -> []."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts like 128,512, got {text!r}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from smoledge.evaluate.report import write_report
+
+    print(write_report(Path(args.run)))
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    if args.devices_command == "detect":
+        from smoledge.bench.detect import detect, refuse_overwrite, render, write
+
+        if args.out:
+            refuse_overwrite(Path(args.out), args.force)
+        print(f"smoledge: measuring memory bandwidth for ~{args.seconds:g} s (one thread, numpy copy + triad)...",
+              file=sys.stderr)
+        found = detect(name=args.name, seconds=args.seconds)
+        if args.out:
+            write(found, Path(args.out), force=args.force)
+            print(f"smoledge: wrote {args.out}", file=sys.stderr)
+        print(render(found), end="")
+        return 0
+    from smoledge.bench.config import devices_dir, load_profile
+
+    rows = [("profile", "arch", "cores/threads", "RAM GB", "bandwidth GB/s", "backend", "budget GB", "ctx", "isa")]
+    for path in sorted(devices_dir().glob("*.yaml")):
+        d = load_profile(str(path))
+        bw = f"{d.memory_bandwidth_gbs:g} ({d.memory_bandwidth_kind})" if d.memory_bandwidth_gbs else "unknown"
+        rows.append((d.name, d.arch, f"{d.cores}/{d.threads}", f"{d.ram_gb:g}", bw, d.backend,
+                     f"{d.model_ram_budget_gb:g}", str(d.max_context), " ".join(d.isa)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 
 
@@ -131,18 +181,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
-        "bench", help="measure load time, prompt and decode speed of a bundle or GGUF on this device",
-        formatter_class=fmt,
+        "bench", help="measure load, prompt and decode speed, TTFT, RSS and energy of a model on this device, "
+                      "with the decode roofline", formatter_class=fmt,
         epilog=_examples(
             "smoledge bench runs/quickstart/bundle --device x86_64-avx2-laptop",
             "smoledge bench model.gguf --device devices/x86_64-avx2-laptop.yaml --repeats 5 --out bench.json",
+            "smoledge bench runs/quickstart/export/onnx-int8-avx2 --pp 128 --tg 64",
+            "smoledge bench runs/quickstart --all-backends --markdown bench.md",
         ),
     )
-    p.add_argument("target", help="bundle directory or .gguf file")
+    p.add_argument("target", help="bundle (directory or .tar.gz), .gguf file, ONNX directory, or export/run "
+                                   "directory (every artifact that fits the device)")
     p.add_argument("--device", default="x86_64-avx2-laptop", help="device profile name or path")
-    p.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median reported)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per test (median and spread reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before them (default: %(default)s)")
+    p.add_argument("--pp", type=_int_list, default=[128, 512], metavar="N,N",
+                   help="prompt-processing lengths (default: 128,512; '' for none)")
+    p.add_argument("--tg", type=int, default=128, help="tokens decoded in the tg test (default: %(default)s; 0: none)")
+    p.add_argument("--ttft-prompt", type=int, default=256,
+                   help="prompt tokens of the time-to-first-token test (default: %(default)s; 0: none)")
+    p.add_argument("--all-backends", action="store_true",
+                   help="export/run directory: bench llama.cpp and onnxruntime artifacts, not only the profile's")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--markdown", default=None, help="write the markdown tables here too")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "report", help="re-render a run's evaluate/report.html (with any bench results in RUN/bench/)",
+        formatter_class=fmt,
+        epilog=_examples(
+            "smoledge bench runs/quickstart/bundle --out runs/quickstart/bench/x86_64-avx2-laptop.json",
+            "smoledge report runs/quickstart",
+        ),
+    )
+    p.add_argument("run", help="run directory (runs/<recipe name>)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "devices", help="device profiles: list the shipped ones, or detect this machine's", formatter_class=fmt,
+        epilog=_examples("smoledge devices list", "smoledge devices detect",
+                         "smoledge devices detect --name my-board --out devices/my-board.yaml"),
+    )
+    dev = p.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
+    d = dev.add_parser("list", help="table of the profiles in devices/")
+    d.set_defaults(func=_cmd_devices)
+    d = dev.add_parser(
+        "detect", formatter_class=fmt,
+        help="write a profile for this machine: arch, ISA, cores, RAM, measured memory bandwidth",
+        description="Read arch, ISA flags, cores and RAM from the OS, measure memory bandwidth (one thread, "
+                    "STREAM-like) and derive threads, context and RAM budget. Prints the YAML; --out also saves it.",
+        epilog=_examples("smoledge devices detect", "smoledge devices detect --name my-board --out devices/my-board.yaml",
+                         "smoledge bench runs/quickstart/bundle --device devices/my-board.yaml"),
+    )
+    d.add_argument("--out", default=None, help="also write the profile here (atomically)")
+    d.add_argument("--name", default=None, help="profile name (default: this host's name)")
+    d.add_argument("--seconds", type=float, default=1.5, help="bandwidth measurement time (default: %(default)s)")
+    d.add_argument("--force", action="store_true", help="replace --out if it exists")
+    d.set_defaults(func=_cmd_devices)
     return parser
 
 

@@ -107,3 +107,23 @@ def file_manifest(root: str | Path, exclude: tuple[str, ...] = ()) -> dict[str, 
             continue
         out[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     return out
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("file:line", object) for each non-blank line of a JSONL file, read lazily; a line that is not
+    one JSON object stops the read with an error naming the file and line."""
+    from smoledge.errors import SmoledgeError
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SmoledgeError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                    "each line must be one JSON object") from None
+            if not isinstance(row, dict):
+                raise SmoledgeError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, row

@@ -83,7 +83,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain", "teacher-cache"),
               ("student", "distill"), multiprocess=True),
     StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
-    StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"), ("evaluate",)),
+    StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"),
+              ("evaluate", "devices")),
     StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

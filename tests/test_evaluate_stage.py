@@ -50,11 +50,20 @@ def export_dir(tmp_path_factory, tiny_model_dir: Path) -> Path:
     return d
 
 
-def make_ctx(run_dir: Path, cfg: EvaluateConfig) -> StageContext:
+# Short passkey grids keep the stage tests fast; test_evaluate_passkey.py covers the grid itself.
+QUICK_PASSKEY = {"lengths": [64, 128], "depths": [0.0, 1.0], "trials": 1}
+
+
+def evaluate_config(**kw) -> EvaluateConfig:
+    kw.setdefault("passkey", QUICK_PASSKEY)
+    return EvaluateConfig.from_dict(kw, prefix="evaluate")  # type: ignore[return-value]
+
+
+def make_ctx(run_dir: Path, cfg: EvaluateConfig, devices: list[str] | None = None) -> StageContext:
     d = run_dir / spec("evaluate").dir
     d.mkdir(parents=True, exist_ok=True)
-    return StageContext(recipe=Recipe(name=run_dir.name, evaluate=cfg), run_dir=run_dir, dir=d,
-                        progress=Progress("evaluate"))
+    recipe = Recipe(name=run_dir.name, evaluate=cfg, devices=devices if devices is not None else ["x86_64-avx2-laptop"])
+    return StageContext(recipe=recipe, run_dir=run_dir, dir=d, progress=Progress("evaluate"))
 
 
 def test_evaluate_stage_reports_every_artifact_and_language(export_dir: Path, shared_data: Path) -> None:
@@ -62,10 +71,10 @@ def test_evaluate_stage_reports_every_artifact_and_language(export_dir: Path, sh
 
     run_dir = export_dir.parent
     write_curated(run_dir / "curate" / "curated.parquet", shared_data)
-    ctx = make_ctx(run_dir, EvaluateConfig(seq_len=64, max_tokens_per_language=300))
+    ctx = make_ctx(run_dir, evaluate_config(seq_len=64, max_tokens_per_language=300))
     result = stage.run(ctx)
 
-    report = json.loads((ctx.dir / "report.json").read_text())
+    report = json.loads((ctx.dir / "report.json").read_text())["perplexity"]
     assert set(report) == {"hf", "model-f32.gguf", "model-q8_0.gguf"}
     for per in report.values():
         assert set(per) == {"de", "en", "fr"}  # `it` is train-only
@@ -79,7 +88,7 @@ def test_evaluate_stage_reports_every_artifact_and_language(export_dir: Path, sh
 
     md = (ctx.dir / "report.md").read_text()
     assert "| artifact | de ppl | de bpb | en ppl" in md and "| model-q8_0.gguf |" in md
-    assert result.outputs == [ctx.dir / "report.json", ctx.dir / "report.md"]
+    assert result.outputs == [ctx.dir / "report.json", ctx.dir / "report.md", ctx.dir / "report.html"]
     assert result.summary.startswith("ppl de ") and re.search(r"q8_0 \d+\.\d bpw \u0394 ", result.summary)
     assert re.search(r"f32 \d+\.\d bpw \u0394 [+-]0\.00%", result.summary), result.summary
     assert result.metrics["overall"]["hf"]["tokens"] == 3 * 299
@@ -104,7 +113,8 @@ def test_evaluate_stage_scores_onnx_artifacts(export_dir: Path, shared_data: Pat
     export_onnx(run_dir / "export" / "hf", run_dir / "export" / "onnx")
     quantize_onnx(run_dir / "export" / "onnx", run_dir / "export" / "onnx-int8-avx2", "avx2")
     write_curated(run_dir / "curate" / "curated.parquet", shared_data)
-    result = stage.run(make_ctx(run_dir, EvaluateConfig(seq_len=64, max_tokens_per_language=128, gguf=False)))
+    result = stage.run(make_ctx(run_dir, evaluate_config(seq_len=64, max_tokens_per_language=128, gguf=False),
+                                devices=[]))
 
     overall, table = result.metrics["overall"], result.metrics["quantization"]
     assert set(overall) == {"hf", "onnx", "onnx-int8-avx2"}
@@ -121,9 +131,12 @@ def test_evaluate_stage_pytorch_only(export_dir: Path, shared_data: Path) -> Non
 
     run_dir = export_dir.parent
     write_curated(run_dir / "curate" / "curated.parquet", shared_data)
-    ctx = make_ctx(run_dir, EvaluateConfig(seq_len=32, max_tokens_per_language=64, gguf=False, onnx=False))
+    ctx = make_ctx(run_dir, evaluate_config(seq_len=32, max_tokens_per_language=64, gguf=False, onnx=False), devices=[])
     stage.run(ctx)
-    assert set(json.loads((ctx.dir / "report.json").read_text())) == {"hf"}
+    assert set(json.loads((ctx.dir / "report.json").read_text())["perplexity"]) == {"hf"}
+    # A device whose backend was not scored cannot be judged: the error says which switch to turn on.
+    with pytest.raises(SmoledgeError, match="evaluate.gguf is false; set it true"):
+        stage.run(make_ctx(run_dir, evaluate_config(seq_len=32, max_tokens_per_language=64, gguf=False, onnx=False)))
 
 
 def test_evaluate_stage_errors(export_dir: Path, shared_data: Path, tmp_path: Path) -> None:
@@ -132,9 +145,116 @@ def test_evaluate_stage_errors(export_dir: Path, shared_data: Path, tmp_path: Pa
     run_dir = export_dir.parent
     write_curated(run_dir / "curate" / "curated.parquet", shared_data, valid=False)
     with pytest.raises(SmoledgeError, match="no rows with split == 'valid'"):
-        stage.run(make_ctx(run_dir, EvaluateConfig(seq_len=32, max_tokens_per_language=64)))
+        stage.run(make_ctx(run_dir, evaluate_config(seq_len=32, max_tokens_per_language=64)))
     with pytest.raises(SmoledgeError, match="exceeds the model's context"):
-        stage.run(make_ctx(run_dir, EvaluateConfig(seq_len=1024, max_tokens_per_language=2048)))
+        stage.run(make_ctx(run_dir, evaluate_config(seq_len=1024, max_tokens_per_language=2048)))
     lonely = tmp_path / "lonely"
     with pytest.raises(SmoledgeError, match="run the export stage first"):
-        stage.run(make_ctx(lonely, EvaluateConfig(seq_len=32, max_tokens_per_language=64)))
+        stage.run(make_ctx(lonely, evaluate_config(seq_len=32, max_tokens_per_language=64)))
+
+
+def _device_profile(path: Path, budget_gb: float, max_context: int = 256) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"name": path.stem, "arch": "x86_64", "isa": ["sse4_2", "avx", "avx2", "fma", "f16c"],
+                                    "cores": 2, "ram_gb": 8, "backend": "llama.cpp", "threads": 1,
+                                    "max_context": max_context, "model_ram_budget_gb": budget_gb}))
+    return path
+
+
+def test_device_runs_its_selected_artifact_with_tasks_and_eval_sets(export_dir: Path, shared_data: Path,
+                                                                    tmp_path: Path) -> None:
+    """The laptop profile gets the smallest GGUF (q8_0) with the reason; the passkey grid and the task run on
+    it with the profile's threads and context, next to the fp32 PyTorch reference; an eval set is scored on
+    every artifact."""
+    from smoledge.evaluate import stage
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(export_dir, run_dir / "export")
+    write_curated(run_dir / "curate" / "curated.parquet", shared_data)
+    prose = (shared_data / "prose" / LANG_FILES["en"]).read_text(errors="replace").splitlines()
+    lines = [l.strip() for l in prose if 60 < len(l.strip()) < 160][:12]
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in lines[:6]))
+    # A next-sentence cloze from real prose: the true next sentence vs two from elsewhere.
+    (tmp_path / "cloze.jsonl").write_text("\n".join(json.dumps(
+        {"context": lines[i], "choices": [lines[i + 1], lines[(i + 5) % 12], lines[(i + 7) % 12]], "gold": 0})
+        for i in range(0, 10, 2)))
+    cfg = evaluate_config(seq_len=128, max_tokens_per_language=256,
+                          eval_sets=[{"name": "mine", "path": str(tmp_path / "mine.jsonl"), "lang": "en"}],
+                          tasks=[{"name": "cloze", "path": str(tmp_path / "cloze.jsonl")}])
+    ctx = make_ctx(run_dir, cfg)
+    result = stage.run(ctx)
+    report = json.loads((ctx.dir / "report.json").read_text())
+
+    laptop = report["devices"]["x86_64-avx2-laptop"]
+    assert laptop["artifact"] == "model-q8_0.gguf" and laptop["threads"] == 2 and laptop["backend"] == "llama.cpp"
+    assert laptop["reason"].startswith("smallest llama.cpp artifact")
+    assert "larger" in laptop["rejected"]["model-f32.gguf"]
+    device_label = "model-q8_0.gguf on x86_64-avx2-laptop (2 threads)"
+    assert set(report["passkey"]) == {"hf (fp32, PyTorch)", device_label}
+    for grid in report["passkey"].values():
+        assert grid["lengths"] == [64, 128] and set(grid["by_length"]) == {"64", "128"}
+    assert set(report["tasks"]["cloze"]) == {"hf (fp32, PyTorch)", device_label}
+    assert report["tasks"]["cloze"][device_label]["n"] == 5
+    assert set(report["eval_sets"]["mine"]) == {"hf", "model-f32.gguf", "model-q8_0.gguf"}
+    assert report["eval_sets"]["mine"]["hf"]["en"]["tokens"] > 0
+    assert report["gates"] == []
+    assert result.metrics["devices"]["x86_64-avx2-laptop"]["artifact"] == "model-q8_0.gguf"
+    assert "x86_64-avx2-laptop: model-q8_0.gguf" in result.summary
+    page = (ctx.dir / "report.html").read_text()
+    assert page.count("<svg") >= 4 and "cloze" in page
+
+
+def test_a_planted_regression_fails_the_perplexity_gate(export_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """q8_0 written from a corrupted copy of the model (embedding x4): the only artifact inside the
+    device's RAM budget is over max_ppl_delta_pct, so the build fails naming the gate, the measured
+    value and the limit, and the report is still written."""
+    from safetensors.torch import load_file, save_file
+
+    from smoledge.evaluate import stage
+    from smoledge.evaluate.gates import GateFailed
+    from smoledge.export.gguf import write_gguf
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(export_dir, run_dir / "export")
+    bad = tmp_path / "bad-hf"
+    shutil.copytree(export_dir / "hf", bad)
+    weights = load_file(bad / "model.safetensors")
+    weights = {k: (v * 4 if "embed_tokens" in k else v).contiguous() for k, v in weights.items()}
+    save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+    write_gguf(bad, run_dir / "export" / "model-q8_0.gguf", "q8_0")
+    write_curated(run_dir / "curate" / "curated.parquet", shared_data)
+    sizes = {p.name: p.stat().st_size for p in (run_dir / "export").glob("model-*.gguf")}
+    budget = (sizes["model-q8_0.gguf"] + sizes["model-f32.gguf"]) / 2 / 1e9 + 1e-4  # q8_0 fits, f32 does not
+    profile = _device_profile(tmp_path / "tiny-board.yaml", budget, max_context=128)
+    cfg = evaluate_config(seq_len=64, max_tokens_per_language=128, gates={"max_ppl_delta_pct": 5.0})
+    ctx = make_ctx(run_dir, cfg, devices=[str(profile)])
+    with pytest.raises(GateFailed) as err:
+        stage.run(ctx)
+    msg = str(err.value)
+    assert "no artifact suits device 'tiny-board'" in msg
+    assert re.search(r"model-q8_0\.gguf: perplexity vs fp32 is \+\d+\.\d\d%, gate max_ppl_delta_pct is \+5\.00%", msg), msg
+    assert "model-f32.gguf: needs" in msg and "budget" in msg
+    report = json.loads((ctx.dir / "report.json").read_text())  # written before the build stopped
+    assert report["devices"]["tiny-board"]["artifact"] is None
+    assert report["quantization"]["model-q8_0.gguf"]["ppl_delta_pct_vs_fp32"] > 5.0
+    assert "none suits" in (ctx.dir / "report.html").read_text()
+
+
+def test_a_failing_passkey_gate_names_gate_value_and_limit(export_dir: Path, shared_data: Path) -> None:
+    """A random tiny model retrieves no passkey: min_passkey_accuracy 0.5 fails at the longest grid length
+    within the trained context, with the measured value and the limit; the report marks it FAIL."""
+    from smoledge.evaluate import stage
+    from smoledge.evaluate.gates import GateFailed
+
+    run_dir = export_dir.parent
+    write_curated(run_dir / "curate" / "curated.parquet", shared_data)
+    cfg = evaluate_config(seq_len=64, max_tokens_per_language=128, gates={"min_passkey_accuracy": 0.5})
+    ctx = make_ctx(run_dir, cfg)
+    with pytest.raises(GateFailed, match=r"gate evaluate\.gates\.min_passkey_accuracy@128 failed on device "
+                                         r"'x86_64-avx2-laptop' \(model-q8_0\.gguf\): measured 0, limit 0\.5"):
+        stage.run(ctx)
+    gates = json.loads((ctx.dir / "report.json").read_text())["gates"]
+    assert gates == [{"gate": "min_passkey_accuracy@128", "device": "x86_64-avx2-laptop", "artifact": "model-q8_0.gguf",
+                      "measured": 0.0, "limit": 0.5, "passed": False}]
+    assert '<td class="fail">FAIL</td>' in (ctx.dir / "report.html").read_text()

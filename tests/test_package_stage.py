@@ -33,8 +33,12 @@ def fake_export_run(root: Path, model_dir: Path, f32_gguf: Path) -> Path:
     shutil.copyfile(f32_gguf, export / "model-f32.gguf")
     write_gguf(export / "hf", export / "model-q8_0.gguf", "q8_0")
     atomic_write_json(export / "parity.json", {"files": {}})
-    report = {name: {"en": {"ppl": ppl, "bpb": 3.1, "tokens": 900}, "fr": {"ppl": ppl + 9, "bpb": 3.4, "tokens": 800}}
-              for name, ppl in (("hf", 1000.0), ("model-f32.gguf", 1000.0), ("model-q8_0.gguf", 1003.5))}
+    ppl = {name: {"en": {"ppl": p, "bpb": 3.1, "tokens": 900}, "fr": {"ppl": p + 9, "bpb": 3.4, "tokens": 800}}
+           for name, p in (("hf", 1000.0), ("model-f32.gguf", 1000.0), ("model-q8_0.gguf", 1003.5))}
+    gate = {"gate": "max_ppl_delta_pct", "device": "x86_64-avx2-laptop", "artifact": "model-q8_0.gguf",
+            "measured": 0.35, "limit": 5.0, "passed": True}
+    report = {"perplexity": ppl, "gates": [gate],
+              "devices": {"x86_64-avx2-laptop": {"artifact": "model-q8_0.gguf", "reason": "smallest that fits"}}}
     atomic_write_json(run_dir / "evaluate" / "report.json", report)
     return run_dir
 
@@ -104,8 +108,10 @@ def test_manifest_records_provenance(packaged, run_dir: Path) -> None:
     assert manifest["recipe"]["fingerprint"] == rcp.fingerprint(*rcp.to_dict())
     assert manifest["recipe"]["sections"]["package"]["gguf_type"] == "q8_0"
     report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-    assert manifest["evaluation"]["bundled"] == report["model-q8_0.gguf"]
-    assert manifest["evaluation"]["reference"] == report["hf"]
+    assert manifest["evaluation"]["bundled"] == report["perplexity"]["model-q8_0.gguf"]
+    assert manifest["evaluation"]["reference"] == report["perplexity"]["hf"]
+    assert manifest["evaluation"]["gates"] == report["gates"]
+    assert manifest["evaluation"]["selection"] == report["devices"]
     assert [d["name"] for d in manifest["devices"]] == ["x86_64-avx2-laptop"]
     assert {"python", "numpy", "llama_cpp_python"} <= set(manifest["versions"])
     assert manifest["model"]["file"] == "model-q8_0.gguf" and manifest["created"]

@@ -181,7 +181,7 @@ def test_gguf_tokenizes_like_hf_and_carries_the_eos(built, standin: dict[str, Pa
 
 def test_evaluate_scores_every_language_for_every_artifact(built) -> None:
     _, run = built
-    report = json.loads((run / "evaluate" / "report.json").read_text())
+    report = json.loads((run / "evaluate" / "report.json").read_text())["perplexity"]
     ggufs = {f"model-{t}.gguf" for t in ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")}
     onnx = {"onnx", *(f"onnx-int8-{kind}{cpu}" for kind in ("", "static-") for cpu in ("arm64", "avx2"))}
     assert set(report) == {"hf"} | ggufs | onnx

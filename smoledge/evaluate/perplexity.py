@@ -44,6 +44,9 @@ class Score:
 
 
 class Scorer(Protocol):
+    def window_logits(self, ids: Sequence[int]) -> np.ndarray:
+        """(len(ids), V) float32 logits: row t is the prediction of ids[t + 1] from ids[:t + 1]."""
+
     def window_nll(self, ids: Sequence[int]) -> np.ndarray:
         """(len(ids) - 1,) NLL in nats of ids[1:], each given the ids before it in the window."""
 
@@ -91,32 +94,44 @@ class TorchScorer:
 
         self.model, _ = load_torch(hf_dir)
 
-    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+    def window_logits(self, ids: Sequence[int]) -> np.ndarray:
         import torch
 
         from smoledge.export.parity import torch_threads
 
         with torch.no_grad(), torch_threads(self.model):
             logits = self.model(torch.tensor([list(ids)], dtype=torch.long)).logits[0]  # (T, V)
-        return nll_from_logits(logits.float().numpy(), ids)
+        return logits.float().numpy()
+
+    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+        return nll_from_logits(self.window_logits(ids), ids)
 
 
 class ORTScorer:
-    """An ONNX decoder (fp32 or int8) run by onnxruntime through optimum, one fresh window per call."""
+    """An ONNX decoder (fp32 or int8) run by onnxruntime through optimum, one fresh window per call,
+    on `n_threads` intra-op threads (None: onnxruntime's default, every core)."""
 
-    def __init__(self, onnx_dir: str | Path):
+    def __init__(self, onnx_dir: str | Path, n_threads: int | None = None):
         from smoledge.export.onnx import load_ort
 
-        self.model = load_ort(onnx_dir)
+        self.model = load_ort(onnx_dir, n_threads=n_threads)
 
-    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+    def window_logits(self, ids: Sequence[int]) -> np.ndarray:
         from smoledge.export.onnx import ort_logits
 
-        return nll_from_logits(ort_logits(self.model, list(ids)), ids)
+        return ort_logits(self.model, list(ids))  # (T, V)
+
+    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+        return nll_from_logits(self.window_logits(ids), ids)
 
 
 class GGUFScorer:
-    """A GGUF file run by llama.cpp; each window is a fresh sequence from position 0."""
+    """A GGUF file run by llama.cpp; each window is a fresh sequence from position 0.
+
+    `seq_len` is the longest window it will be given (llama.cpp sizes its context, KV cache and
+    logit buffer for it, so give the longest passkey prompt, not more). It may exceed the file's
+    trained context: llama.cpp then runs past it, as PyTorch does, applying the file's RoPE
+    scaling (YaRN) if it has one."""
 
     def __init__(self, gguf_path: str | Path, seq_len: int, n_threads: int | None = None):
         from smoledge.export.parity import load_llama
@@ -124,12 +139,15 @@ class GGUFScorer:
         self.seq_len = seq_len
         self.llm = load_llama(gguf_path, n_ctx=max(64, -(-seq_len // 32) * 32), n_threads=n_threads)
 
-    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+    def window_logits(self, ids: Sequence[int]) -> np.ndarray:
         if len(ids) > self.seq_len:
             raise ValueError(f"window of {len(ids)} ids exceeds seq_len {self.seq_len}")
         self.llm.reset()
         self.llm.eval(list(ids))
-        return nll_from_logits(np.asarray(self.llm.scores[: len(ids)]), ids)
+        return np.asarray(self.llm.scores[: len(ids)], dtype=np.float32)  # (T, V)
+
+    def window_nll(self, ids: Sequence[int]) -> np.ndarray:
+        return nll_from_logits(self.window_logits(ids), ids)
 
 
 def token_byte_lengths(tokenizer) -> np.ndarray:

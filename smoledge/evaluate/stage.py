@@ -1,91 +1,336 @@
-"""Evaluate stage: held-out perplexity and bits-per-byte per language, per artifact.
+"""Evaluate stage: what quantization and each device's context limit cost in quality, before shipping.
 
-Scores the curated `valid` split with the exported HF model (PyTorch) and, when
-evaluate.gguf is set, with every GGUF the export stage wrote (llama.cpp), so a
-quantization's cost shows up per language. Writes runs/<name>/evaluate/
-{report.json, report.md}.
+For every artifact the export stage wrote (the HF model in PyTorch, each GGUF in llama.cpp, each ONNX in
+onnxruntime), with the same texts and token ids:
+  - perplexity and bits per byte per language on the curated held-out split, and on evaluate.eval_sets;
+  - the quantization table (size, bits per weight, Δ perplexity vs the fp32 artifact of the same runtime).
+For every device profile of the recipe: the artifact it should run (smoledge.bench.select: its backend and
+ISA, its RAM budget, the perplexity gate), then the passkey grid and the tasks on that artifact, at the
+device's context and thread count, next to the same checks on the fp32 PyTorch model.
+Then the gates (evaluate.gates). Writes runs/<name>/evaluate/{report.json, report.md, report.html} before a
+failing gate stops the build, so the numbers that failed it are there to read.
 
     smoledge build build/quickstart.yaml --until evaluate
-    # or: from smoledge.runs import build; build(recipe, until="evaluate")
+    smoledge report runs/quickstart        # re-render report.html (e.g. after `smoledge bench --out ...`)
 """
 
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from smoledge.errors import SmoledgeError
-from smoledge.io import atomic_write_json, atomic_write_text
+from smoledge.io import atomic_write_json, atomic_write_text, sha256_file
 from smoledge.runs import StageContext, StageResult
 
 HF_ARTIFACT = "hf"
 # The fp32 reference each runtime's quantized artifacts are compared with.
 GGUF_FP32, ONNX_FP32 = "model-f32.gguf", "onnx"
+REPORT_FORMAT = 2
+PASSKEY_SEED = 1234
+
+
+def external_inputs(recipe: Any) -> dict[str, Any]:
+    """Eval sets, tasks and device profiles by content: editing one must re-evaluate."""
+    out: dict[str, Any] = {"devices": [p.to_dict() for p in recipe.device_profiles()]}
+    for key, items in (("eval_sets", recipe.evaluate.eval_sets), ("tasks", recipe.evaluate.tasks)):
+        out[key] = {i.name: sha256_file(i.path) if Path(i.path).is_file() else None for i in items}
+    return out
 
 
 def run(ctx: StageContext) -> StageResult:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, Score, TorchScorer, score, token_byte_lengths
+    from smoledge.bench.select import candidates, read_hf_config
+    from smoledge.evaluate.gates import GateFailed, check_gates, failures_message
+    from smoledge.evaluate.perplexity import token_byte_lengths
+    from smoledge.evaluate.report import write_report
 
     cfg = ctx.recipe.evaluate
     export_dir = ctx.stage_dir("export")
     hf = export_dir / "hf"
     if not (hf / "config.json").exists():
         raise SmoledgeError(f"no exported model at {hf}; run the export stage first")
-    max_pos = AutoConfig.from_pretrained(hf).max_position_embeddings
+    hf_config = read_hf_config(export_dir)
+    max_pos = int(hf_config["max_position_embeddings"])
     if cfg.seq_len > max_pos:
         raise SmoledgeError(f"evaluate.seq_len {cfg.seq_len} exceeds the model's context ({max_pos}); "
                             f"set evaluate.seq_len <= {max_pos}")
     tok = AutoTokenizer.from_pretrained(hf)
     token_bytes = token_byte_lengths(tok)
     ctx.progress.update("tokenizing held-out text")
-    by_lang = held_out_ids(ctx.stage_dir("curate") / "curated.parquet", tok, cfg.max_tokens_per_language)
+    held_out_docs = held_out_documents(ctx.stage_dir("curate") / "curated.parquet")
+    by_lang = pack_ids(held_out_docs, tok, cfg.max_tokens_per_language)
+    sets = eval_set_ids(cfg, tok)
+    tasks = load_tasks(cfg)
 
-    artifacts: list[tuple[str, Any]] = [(HF_ARTIFACT, lambda: TorchScorer(hf))]
-    files: dict[str, list[Path]] = {}
+    artifacts = list_artifacts(export_dir, cfg)
+    ppl, set_ppl, overall = score_artifacts(ctx, artifacts, by_lang, sets, token_bytes, cfg.seq_len)
+    table = quant_table(overall, {a.name: a.files for a in artifacts if a.files}, count_params(hf))
+
+    trained = trained_length(ctx.recipe, hf_config)
+    lengths = passkey_lengths(cfg, trained, max_pos)
+    filler = english_first(held_out_docs)
+    found = candidates(export_dir)
+    deltas = {n: r["ppl_delta_pct_vs_fp32"] for n, r in table.items()}
+    devices: dict[str, dict[str, Any]] = {}
+    passkey: dict[str, Any] = {}
+    task_results: dict[str, dict[str, Any]] = {t: {} for t in tasks}
+
+    ref_label = f"{HF_ARTIFACT} (fp32, PyTorch)"
+    checks = [(ref_label, None, lambda n_ctx, threads: make_scorer(export_dir, HF_ARTIFACT, n_ctx, threads),
+               lengths, None)]
+    unsuited: list[str] = []
+    for profile in ctx.recipe.device_profiles():
+        n_ctx = min(profile.max_context, max_pos)
+        try:
+            choice = select_for(profile, found, hf_config, n_ctx, deltas, cfg)
+        except GateFailed as exc:
+            # Reported with the rest, then the build stops: the numbers that ruled every artifact out stay readable.
+            devices[profile.name] = {"artifact": None, "backend": profile.backend, "threads": profile.threads,
+                                     "n_ctx": n_ctx, "reason": str(exc)}
+            unsuited.append(str(exc))
+            continue
+        devices[profile.name] = {"artifact": choice.name, "backend": choice.backend, "threads": profile.threads,
+                                 "n_ctx": n_ctx, "reason": choice.reason, "ram_bytes": choice.ram_bytes,
+                                 "rejected": choice.rejected, "ppl_delta_pct": deltas.get(choice.name),
+                                 "ppl": overall[choice.name].ppl if choice.name in overall else None}
+        label = f"{choice.name} on {profile.name} ({profile.threads} threads)"
+        checks.append((label, profile.name,
+                       lambda n_ctx, threads, name=choice.name: make_scorer(export_dir, name, n_ctx, threads),
+                       [n for n in lengths if n <= n_ctx], profile.threads))
+
+    for label, device, factory, device_lengths, threads in checks:
+        need = max([cfg.seq_len, *device_lengths]) if cfg.passkey.enabled else cfg.seq_len
+        scorer = factory(need, threads)
+        if cfg.passkey.enabled and device_lengths:
+            ctx.progress.update(f"passkey {label}")
+            passkey[label] = run_passkey(scorer, tok, filler, device_lengths, cfg, trained)
+        for name, items in tasks.items():
+            ctx.progress.update(f"task {name} {label}")
+            task_results[name][label] = run_task_items(scorer, tok, items, cfg.seq_len)
+        if device is not None:
+            devices[device]["passkey"] = passkey.get(label)
+            devices[device]["tasks"] = {name: task_results[name][label] for name in tasks}
+        del scorer
+
+    gate_results = check_gates(cfg.gates, {n: d for n, d in devices.items() if d["artifact"]}, trained)
+    report = {
+        "format": REPORT_FORMAT,
+        "name": ctx.recipe.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seq_len": cfg.seq_len,
+        "trained_length": trained,
+        "languages": sorted(by_lang),
+        "perplexity": ppl,
+        "eval_sets": set_ppl,
+        "overall": {n: {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens} for n, s in overall.items()},
+        "quantization": table,
+        "devices": devices,
+        "passkey": passkey,
+        "tasks": task_results,
+        "gates": [g.to_dict() for g in gate_results],
+    }
+    ctx.progress.update("writing the report")
+    atomic_write_json(ctx.dir / "report.json", report)
+    atomic_write_text(ctx.dir / "report.md", report_markdown(report))
+    write_report(ctx.run_dir, report)
+    failed = [m for m in [*unsuited, failures_message(gate_results)] if m]
+    if failed:
+        raise GateFailed(" | ".join(failed))
+    outputs = [ctx.dir / "report.json", ctx.dir / "report.md", ctx.dir / "report.html"]
+    metrics = {k: report[k] for k in ("overall", "quantization", "languages", "seq_len", "gates")}
+    metrics["devices"] = {n: {k: d[k] for k in ("artifact", "backend", "threads", "n_ctx", "reason")}
+                          for n, d in devices.items()}
+    return StageResult(outputs=outputs, metrics=metrics, summary=summary_line(ppl, overall, table, devices),
+                       artifact=ctx.dir / "report.html")
+
+
+# ----------------------------------------------------------------------------- artifacts and scorers
+
+class Artifact:
+    def __init__(self, name: str, files: list[Path] | None):
+        self.name, self.files = name, files
+
+
+def list_artifacts(export_dir: Path, cfg: Any) -> list[Artifact]:
+    """hf, then each GGUF (evaluate.gguf), then onnx/ and its int8 variants (evaluate.onnx)."""
+    from smoledge.bench.select import onnx_files
+
+    out = [Artifact(HF_ARTIFACT, None)]
     if cfg.gguf:
         ggufs = sorted(export_dir.glob("model-*.gguf"))
         if not ggufs:
             raise SmoledgeError(f"evaluate.gguf is true but {export_dir} holds no model-*.gguf; "
                                 "re-run export or set evaluate.gguf: false")
-        artifacts += [(p.name, lambda p=p: GGUFScorer(p, cfg.seq_len)) for p in ggufs]
-        files.update({p.name: [p] for p in ggufs})
+        out += [Artifact(p.name, [p]) for p in ggufs]
     if cfg.onnx:
         # onnx/ first: it is the reference its int8 variants are compared with.
-        dirs = sorted((d for d in export_dir.glob("onnx*") if d.is_dir() and any(d.glob("*.onnx"))),
+        dirs = sorted((d for d in export_dir.glob("onnx*") if d.is_dir() and onnx_files(d)),
                       key=lambda d: (d.name != ONNX_FP32, d.name))
-        artifacts += [(d.name, lambda d=d: ORTScorer(d)) for d in dirs]
-        files.update({d.name: onnx_model_files(d) for d in dirs})
+        out += [Artifact(d.name, onnx_files(d)) for d in dirs]
+    return out
 
-    report: dict[str, dict[str, dict[str, float]]] = {}
+
+def make_scorer(export_dir: Path, name: str, n_ctx: int, threads: int | None) -> Any:
+    """The scorer of one artifact, by its report name, able to take n_ctx tokens, on `threads` threads."""
+    from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, TorchScorer
+
+    if name == HF_ARTIFACT:
+        return TorchScorer(export_dir / "hf")
+    if name.endswith(".gguf"):
+        return GGUFScorer(export_dir / name, n_ctx, n_threads=threads)
+    return ORTScorer(export_dir / name, n_threads=threads)
+
+
+def score_artifacts(ctx: StageContext, artifacts: list[Artifact], by_lang: dict[str, list[int]],
+                    sets: dict[str, dict[str, list[int]]], token_bytes: Any, seq_len: int
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Per artifact: held-out ppl/bpb per language, each eval set's, and the held-out total."""
+    from smoledge.evaluate.perplexity import Score, score
+
+    export_dir = ctx.stage_dir("export")
+    texts = [(None, by_lang)] + list(sets.items())
+    ppl: dict[str, dict[str, dict[str, float]]] = {}
+    set_ppl: dict[str, dict[str, Any]] = {name: {} for name in sets}
     overall: dict[str, Score] = {}
-    jobs, done = len(artifacts) * len(by_lang), 0
-    for name, make_scorer in artifacts:
-        scorer = make_scorer()
-        report[name], overall[name] = {}, Score(0.0, 0, 0)
-        for lang, ids in by_lang.items():
-            ctx.progress.update(f"{name} {lang}", done, jobs)
-            s = score(scorer, ids, token_bytes, cfg.seq_len)
-            report[name][lang] = {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens}
-            overall[name] = overall[name] + s
-            done += 1
+    jobs = len(artifacts) * sum(len(ids) for _, ids in texts)
+    done = 0
+    for art in artifacts:
+        scorer = make_scorer(export_dir, art.name, seq_len, None)
+        overall[art.name] = Score(0.0, 0, 0)
+        for set_name, per_lang in texts:
+            out = ppl.setdefault(art.name, {}) if set_name is None else set_ppl[set_name].setdefault(art.name, {})
+            for lang, ids in per_lang.items():
+                ctx.progress.update(f"{art.name} {set_name or 'held-out'} {lang}", done, jobs)
+                s = score(scorer, ids, token_bytes, seq_len)
+                out[lang] = {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens}
+                if set_name is None:
+                    overall[art.name] = overall[art.name] + s
+                done += 1
         del scorer
-    ctx.progress.update("done", jobs, jobs)
+    return ppl, set_ppl, overall
 
-    table = quant_table(overall, files, count_params(hf))
-    atomic_write_json(ctx.dir / "report.json", report)
-    atomic_write_text(ctx.dir / "report.md", markdown_table(report) + quant_markdown(table))
-    metrics = {
-        "overall": {n: {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens} for n, s in overall.items()},
-        "quantization": table,
-        "languages": sorted(by_lang),
-        "seq_len": cfg.seq_len,
-    }
-    return StageResult(outputs=[ctx.dir / "report.json", ctx.dir / "report.md"], metrics=metrics,
-                       summary=summary_line(report, overall, table), artifact=ctx.dir / "report.md")
 
+def select_for(profile: Any, found: list[Any], hf_config: dict[str, Any], n_ctx: int,
+               deltas: dict[str, float], cfg: Any) -> Any:
+    """The artifact this device runs. Only artifacts evaluate scored can pass a perplexity gate."""
+    from smoledge.bench.select import select
+
+    if profile.backend == "llama.cpp" and not cfg.gguf:
+        raise SmoledgeError(f"device '{profile.name}' runs llama.cpp but evaluate.gguf is false; set it true")
+    if profile.backend == "onnxruntime" and not cfg.onnx:
+        raise SmoledgeError(f"device '{profile.name}' runs onnxruntime but evaluate.onnx is false; set it true")
+    from smoledge.evaluate.gates import GateFailed
+
+    try:
+        return select(profile, found, hf_config, n_ctx, deltas, cfg.gates.max_ppl_delta_pct)
+    except SmoledgeError as exc:
+        raise GateFailed(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- long context and tasks
+
+def trained_length(recipe: Any, hf_config: dict[str, Any]) -> int:
+    """The context the student was trained at (YaRN's original length when export scaled RoPE)."""
+    scaling = hf_config.get("rope_scaling") or {}
+    if scaling.get("original_max_position_embeddings"):
+        return int(scaling["original_max_position_embeddings"])
+    return int(recipe.distill.seq_len)
+
+
+def passkey_lengths(cfg: Any, trained: int, max_pos: int) -> list[int]:
+    from smoledge.evaluate.passkey import default_lengths
+
+    if cfg.passkey.lengths:
+        too_long = [n for n in cfg.passkey.lengths if n > max_pos]
+        if too_long:
+            raise SmoledgeError(f"evaluate.passkey.lengths {too_long} exceed the exported context ({max_pos}); "
+                                "drop them or export with RoPE scaling (export.yarn_factor)")
+        return sorted(cfg.passkey.lengths)
+    return default_lengths(trained, max_pos)
+
+
+def run_passkey(scorer: Any, tok: Any, filler: list[str], lengths: list[int], cfg: Any, trained: int) -> dict[str, Any]:
+    from smoledge.evaluate.passkey import passkey_grid
+
+    p = cfg.passkey
+    out = passkey_grid(scorer, tok, filler, lengths, p.depths, p.trials, seed=PASSKEY_SEED).to_dict(p.threshold)
+    out["trained_length"] = trained
+    out["falloff_text"] = falloff_text(out["falloff"], trained)
+    return out
+
+
+def falloff_text(f: dict[str, Any], trained: int) -> str:
+    """The report's sentence for where retrieval falls off (grid.falloff's dict)."""
+    ok, below, t = f["longest_ok"], f["first_below"], f["threshold"]
+    if ok is None:
+        return f"retrieval is below {t:g} at every length tried (from {below} tokens; trained at {trained})"
+    if below is None:
+        return f"retrieval holds at >= {t:g} up to {ok} tokens, the longest tried (trained at {trained})"
+    return f"retrieval holds at >= {t:g} up to {ok} tokens and falls below it at {below} (trained at {trained})"
+
+
+def english_first(docs: list[tuple[str, str]]) -> list[str]:
+    """Filler for the passkey haystack: the English held-out text when there is any (the needle and
+    question are English, so the haystack should not be what makes the key stand out), else all."""
+    en = [text for lang, text in docs if lang == "en"]
+    return en or [text for _, text in docs]
+
+
+def load_tasks(cfg: Any) -> dict[str, list[Any]]:
+    from smoledge.evaluate.tasks import load_task
+
+    return {t.name: load_task(t.path, t.format, t.limit or None, t.lang or None) for t in cfg.tasks}
+
+
+def run_task_items(scorer: Any, tok: Any, items: list[Any], seq_len: int) -> dict[str, Any]:
+    from smoledge.evaluate.tasks import run_task
+
+    return run_task(scorer, tok, items, seq_len).to_dict()
+
+
+# ----------------------------------------------------------------------------- text
+
+def held_out_documents(parquet: Path) -> list[tuple[str, str]]:
+    """(lang, text) of the curated `valid` split, in file order."""
+    import pyarrow.parquet as pq
+
+    if not parquet.exists():
+        raise SmoledgeError(f"{parquet} is missing; run the curate stage first")
+    missing = {"text", "lang", "split"} - set(pq.read_schema(parquet).names)
+    if missing:
+        raise SmoledgeError(f"{parquet} lacks column(s) {sorted(missing)}; re-run the curate stage")
+    # Only the held-out rows are read: the training split can be large.
+    rows = pq.read_table(parquet, columns=["text", "lang", "split"], filters=[("split", "==", "valid")]).to_pylist()
+    docs = [(r["lang"], r["text"]) for r in rows if r["split"] == "valid" and r["text"]]
+    if not docs:
+        raise SmoledgeError(f"{parquet} has no rows with split == 'valid'; raise data.valid_fraction "
+                            "or add more documents")
+    return docs
+
+
+def pack_ids(docs: list[tuple[str, str]], tok: Any, max_tokens: int) -> dict[str, list[int]]:
+    """Per language, the documents' ids (each followed by EOS, as in training), capped."""
+    from smoledge.evaluate.evalsets import pack_documents
+
+    return pack_documents(docs, tok, max_tokens)
+
+
+def held_out_ids(parquet: Path, tok: Any, max_tokens: int) -> dict[str, list[int]]:
+    """Per language, the `valid` documents' ids, capped (benchmarks/quant_quality.py scores these too)."""
+    return pack_ids(held_out_documents(parquet), tok, max_tokens)
+
+
+def eval_set_ids(cfg: Any, tok: Any) -> dict[str, dict[str, list[int]]]:
+    from smoledge.evaluate.evalsets import load_eval_set
+
+    return {s.name: load_eval_set(s.path, tok, cfg.max_tokens_per_language, s.lang or None) for s in cfg.eval_sets}
+
+
+# ----------------------------------------------------------------------------- tables
 
 def count_params(hf: Path) -> int:
     """Parameters of the exported model, from its safetensors headers (no weights loaded)."""
@@ -97,14 +342,6 @@ def count_params(hf: Path) -> int:
             for name in f.keys():
                 total += math.prod(f.get_slice(name).get_shape())
     return total
-
-
-def onnx_model_files(onnx_dir: Path) -> list[Path]:
-    """The graph and weight files of an ONNX artifact (its tokenizer and configs are not the model)."""
-    from smoledge.export.onnx import model_file
-
-    graph = onnx_dir / model_file(onnx_dir)
-    return [graph] + sorted(p for p in onnx_dir.glob(graph.name + "_data*"))
 
 
 def quant_table(overall: dict[str, Any], files: dict[str, list[Path]], params: int) -> dict[str, dict[str, float]]:
@@ -135,52 +372,62 @@ def quant_markdown(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def held_out_ids(parquet: Path, tok, max_tokens: int) -> dict[str, list[int]]:
-    """Per language, the `valid` documents' ids (each followed by EOS, as in training), capped."""
-    import pyarrow.parquet as pq
-
-    if not parquet.exists():
-        raise SmoledgeError(f"{parquet} is missing; run the curate stage first")
-    missing = {"text", "lang", "split"} - set(pq.read_schema(parquet).names)
-    if missing:
-        raise SmoledgeError(f"{parquet} lacks column(s) {sorted(missing)}; re-run the curate stage")
-    # Only the held-out rows are read: the training split can be large.
-    rows = pq.read_table(parquet, columns=["text", "lang", "split"], filters=[("split", "==", "valid")]).to_pylist()
-    eos = tok.eos_token_id
-    out: dict[str, list[int]] = {}
-    for row in rows:
-        if row["split"] != "valid" or not row["text"]:
-            continue
-        ids = out.setdefault(row["lang"], [])
-        if len(ids) >= max_tokens:
-            continue
-        ids.extend(tok.encode(row["text"], add_special_tokens=False) + ([eos] if eos is not None else []))
-    out = {lang: ids[:max_tokens] for lang, ids in sorted(out.items()) if len(ids) >= 2}
-    if not out:
-        raise SmoledgeError(f"{parquet} has no rows with split == 'valid'; raise data.valid_fraction "
-                            "or add more documents")
-    return out
-
-
-def markdown_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
+def markdown_table(report: dict[str, dict[str, dict[str, float]]], title: str = "Held-out perplexity") -> str:
     """Rows: artifacts; columns: ppl / bpb per language."""
     langs = sorted({lang for per in report.values() for lang in per})
     head = "| artifact | " + " | ".join(f"{l} ppl | {l} bpb" for l in langs) + " |"
     sep = "|---|" + "---:|---:|" * len(langs)
-    lines = ["# Held-out perplexity", "", head, sep]
+    lines = [f"# {title}", "", head, sep]
     for name, per in report.items():
         cells = [f"{per[l]['ppl']:.2f} | {per[l]['bpb']:.3f}" if l in per else "- | -" for l in langs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    tokens = ", ".join(f"{l} {next(iter(report.values()))[l]['tokens']}" for l in langs
-                       if l in next(iter(report.values())))
+    first = next(iter(report.values()))
+    tokens = ", ".join(f"{l} {first[l]['tokens']}" for l in langs if l in first)
     lines += ["", f"Tokens scored per language: {tokens}.", ""]
     return "\n".join(lines)
 
 
-def summary_line(report: dict[str, dict[str, dict[str, float]]], overall: dict[str, Any],
-                 table: dict[str, dict[str, float]] | None = None) -> str:
-    """e.g. 'ppl en 21.3 fr 24.0 (q8_0 8.5 bpw Δ +0.3%)': HF per language, GGUF size and drift overall."""
-    ref = report[HF_ARTIFACT]
+def passkey_markdown(passkey: dict[str, Any]) -> str:
+    """Accuracy by context length (mean over depths), one row per artifact."""
+    if not passkey:
+        return ""
+    lengths = sorted({int(n) for g in passkey.values() for n in g["by_length"]})
+    lines = ["# Passkey retrieval", "", "Accuracy per context length (mean over needle depths).", "",
+             "| artifact | " + " | ".join(str(n) for n in lengths) + " | falls off |",
+             "|---|" + "---:|" * len(lengths) + "---|"]
+    for label, g in passkey.items():
+        cells = [f"{g['by_length'][str(n)]:.2f}" if str(n) in g["by_length"] else "-" for n in lengths]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {g['falloff_text']} |")
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    parts = [markdown_table(report["perplexity"])]
+    for name, per in report["eval_sets"].items():
+        parts.append(markdown_table(per, f"Eval set: {name}"))
+    parts.append(quant_markdown(report["quantization"]))
+    if report["devices"]:
+        parts.append("# Devices\n\n| device | artifact | threads | context | why |\n|---|---|---:|---:|---|\n" + "".join(
+            f"| {n} | {d['artifact'] or 'none suits'} | {d['threads']} | {d['n_ctx']} | {d['reason']} |\n"
+            for n, d in report["devices"].items()))
+    parts.append(passkey_markdown(report["passkey"]))
+    for task, per in report["tasks"].items():
+        parts.append(f"# Task: {task}\n\n| artifact | n | acc | ± stderr | acc_norm | acc_bytes | chance |\n"
+                     "|---|---:|---:|---:|---:|---:|---:|\n" + "".join(
+                         f"| {label} | {r['n']} | {r['acc']:.3f} | {r['acc_stderr']:.3f} | {r['acc_norm']:.3f} | "
+                         f"{r['acc_bytes']:.3f} | {r['chance']:.3f} |\n" for label, r in per.items()))
+    if report["gates"]:
+        parts.append("# Gates\n\n| gate | device | artifact | measured | limit | result |\n|---|---|---|---:|---:|---|\n"
+                     + "".join(f"| {g['gate']} | {g['device']} | {g['artifact']} | {g['measured']:.4g} | "
+                               f"{g['limit']:.4g} | {'pass' if g['passed'] else 'FAIL'} |\n" for g in report["gates"]))
+    return "\n".join(p for p in parts if p)
+
+
+def summary_line(ppl: dict[str, dict[str, dict[str, float]]], overall: dict[str, Any],
+                 table: dict[str, dict[str, float]] | None = None,
+                 devices: dict[str, dict[str, Any]] | None = None) -> str:
+    """e.g. 'ppl en 21.3 fr 24.0 (q8_0 8.5 bpw Δ +0.3%) laptop: q8_0': HF per language, drift, device picks."""
+    ref = ppl[HF_ARTIFACT]
     parts = ["ppl " + " ".join(f"{lang} {v['ppl']:.1f}" for lang, v in ref.items())]
     base = overall[HF_ARTIFACT].ppl
     drifts = []
@@ -191,4 +438,7 @@ def summary_line(report: dict[str, dict[str, dict[str, float]]], overall: dict[s
             drifts.append(f"{label}{bpw} \u0394 {100 * (s.ppl / base - 1):+.2f}%")
     if drifts:
         parts.append("(" + ", ".join(drifts) + ")")
+    for name, d in (devices or {}).items():
+        parts.append(f"{name}: {d['artifact']}")
     return " ".join(parts)
+

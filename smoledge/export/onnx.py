@@ -246,10 +246,17 @@ class KVCalibrationReader:
         self.feeds = self._feeds()
 
 
-def load_ort(onnx_dir: str | Path) -> Any:
+def load_ort(onnx_dir: str | Path, n_threads: int | None = None) -> Any:
+    """optimum's ORTModelForCausalLM on the CPU; n_threads caps onnxruntime's intra-op pool (a device
+    profile's thread count), None leaves onnxruntime's default (every core)."""
+    import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForCausalLM
 
-    return ORTModelForCausalLM.from_pretrained(onnx_dir, file_name=model_file(onnx_dir))
+    options = ort.SessionOptions()
+    if n_threads:
+        options.intra_op_num_threads = n_threads
+        options.inter_op_num_threads = 1
+    return ORTModelForCausalLM.from_pretrained(onnx_dir, file_name=model_file(onnx_dir), session_options=options)
 
 
 def ort_logits(model: Any, ids: list[int]) -> np.ndarray:

@@ -121,9 +121,11 @@ def run(ctx: StageContext) -> StageResult:
         "evaluation": {
             "source": "evaluate/report.json",
             "sha256": sha256_file(report_path),
-            "bundled": report.get(src_gguf.name),
-            "reference": report.get("hf"),
-            "report": report,
+            "bundled": report.get("perplexity", {}).get(src_gguf.name),
+            "reference": report.get("perplexity", {}).get("hf"),
+            "quantization": report.get("quantization", {}).get(src_gguf.name),
+            "gates": report.get("gates", []),
+            "selection": report.get("devices", {}),
         },
         "devices": [p.to_dict() for p in profiles],
     }
