@@ -10,7 +10,7 @@ import pytest
 from smoledge.cli import build_parser
 
 COMMANDS = ["build", "curate", "train-tokenizer", "pretrain", "teacher-cache", "distill", "export", "evaluate",
-            "bench", "package", "serve", "sample"]
+            "bench", "package", "serve", "sample", "report", "devices"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
