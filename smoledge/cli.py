@@ -66,7 +66,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from smoledge.serve.config import ServeConfig
     from smoledge.serve.server import run
 
-    run(ServeConfig(bundle=args.bundle, host=args.host, port=args.port, threads=args.threads, n_ctx=args.n_ctx))
+    run(ServeConfig(bundle=args.bundle, host=args.host, port=args.port, threads=args.threads, n_ctx=args.n_ctx,
+                    device=args.device, slots=args.slots, queue=args.queue, request_timeout=args.request_timeout,
+                    shutdown_timeout=args.shutdown_timeout, max_body_bytes=args.max_body_bytes,
+                    api_keys=args.api_keys, cors_origins=args.cors_origins))
     return 0
 
 
@@ -169,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_examples(
             "smoledge serve runs/quickstart/bundle",
             "smoledge serve bundle.tar.gz --port 8080 --threads 4",
+            "smoledge serve runs/quickstart/bundle --slots 2 --queue 16 --api-key \"$(openssl rand -hex 32)\"",
             "curl -s localhost:8000/v1/completions -H 'content-type: application/json' "
             "-d '{\"prompt\": \"The\", \"max_tokens\": 16}'",
         ),
@@ -176,8 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="bundle directory (or .tar.gz)")
     p.add_argument("--host", default=None, help="bind address (default: the bundle's, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: the bundle's, 8000)")
-    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the bundle's)")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads in all (default: the bundle's)")
     p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the bundle's)")
+    p.add_argument("--device", default=None, metavar="NAME",
+                   help="serve the model evaluate selected for this target device (server.json devices), with its "
+                        "backend (llama.cpp or onnxruntime), threads and context (default: the bundle's default GGUF)")
+    p.add_argument("--slots", type=int, default=None,
+                   help="requests generated at once, one model context each; --threads is split among them "
+                        "(default: the bundle's, 1)")
+    p.add_argument("--queue", type=int, default=None,
+                   help="requests that may wait for a slot; beyond them a 429 with Retry-After (default: the "
+                        "bundle's, 8)")
+    p.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a request taking longer (queueing included) is stopped and answered 504 "
+                        "(default: the bundle's, 300)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, time given to requests in flight before they are cancelled "
+                        "(default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="largest request body; bigger ones get a 413 (default: the bundle's, 2 MiB)")
+    p.add_argument("--api-key", dest="api_keys", action="append", default=[], metavar="KEY",
+                   help="require `Authorization: Bearer KEY` on every route but /health and /ready "
+                        "(repeatable; keys in SMOLEDGE_API_KEYS, comma-separated, are added and stay out of ps)")
+    p.add_argument("--cors-origin", dest="cors_origins", action="append", default=[], metavar="ORIGIN",
+                   help="let browser pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable "
+                        "(default: no CORS headers at all)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(

@@ -59,7 +59,8 @@ class StageSpec:
     """Module defining `run(ctx) -> StageResult`, and optionally `external_inputs(recipe) -> dict`
     (what outside the recipe the stage depends on), `not_needed(recipe) -> str | None` (why this
     recipe does not run the stage, e.g. pretraining when the teacher comes from elsewhere) and
-    `preflight(ctx)` (cheap checks that raise before the stage's old outputs are cleared)."""
+    `preflight(ctx)` (cheap checks that raise before the stage's old outputs are cleared) and
+    `archive_intact(stage_dir, record) -> bool` (for files it writes beside its directory)."""
     deps: tuple[str, ...]
     """Stages whose outputs this one reads."""
     sections: tuple[str, ...]
@@ -329,6 +330,8 @@ def build(
                 and record is not None
                 and record.get("fingerprint") == fp
                 and outputs_intact(stage_dir, record)
+                # A stage that also writes beside its directory (package: bundle.tar.gz) checks that too.
+                and (not hasattr(module, "archive_intact") or module.archive_intact(stage_dir, record))
             )
             if up_to_date:
                 fingerprints[s.name] = content_key(fp, record or {})

@@ -38,7 +38,9 @@ def fake_export_run(root: Path, model_dir: Path, f32_gguf: Path) -> Path:
     gate = {"gate": "max_ppl_delta_pct", "device": "x86_64-avx2-laptop", "artifact": "model-q8_0.gguf",
             "measured": 0.35, "limit": 5.0, "passed": True}
     report = {"perplexity": ppl, "gates": [gate],
-              "devices": {"x86_64-avx2-laptop": {"artifact": "model-q8_0.gguf", "reason": "smallest that fits"}}}
+              "devices": {"x86_64-avx2-laptop": {
+                  "artifact": "model-q8_0.gguf", "backend": "llama.cpp", "reason": "smallest that fits",
+                  "passkey": {"by_length": {"64": 1.0}, "trials": [{"key": "12345", "retrieved": True}]}}}}
     atomic_write_json(run_dir / "evaluate" / "report.json", report)
     return run_dir
 
@@ -92,13 +94,16 @@ def test_manifest_covers_every_file_with_correct_sha256(packaged, run_dir: Path)
     assert _sha(bundle / "model-q8_0.gguf") == _sha(run_dir / "export" / "model-q8_0.gguf")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
         assert _sha(bundle / "tokenizer" / name) == _sha(run_dir / "export" / "hf" / name)
-    for name in ("Containerfile", "smoledge.service", "run.sh", "server.example.json", "README.md"):
+    for name in ("Containerfile", "run.sh", "server.example.json", "README.md"):
         assert (bundle / "serving" / name).read_bytes() == (REPO / "serving" / name).read_bytes()
+    # The unit is the repo's with MemoryMax from the device budget: 4 GB (x86_64-avx2-laptop) + 512 MiB.
+    unit = (REPO / "serving" / "smoledge.service").read_text()
+    assert (bundle / "serving" / "smoledge.service").read_text() == unit.replace("MemoryMax=1536M", "MemoryMax=4608M")
     assert os.access(bundle / "serving" / "run.sh", os.X_OK)
     # Every bundle file is a stage output (so runs.py checksums it too), nothing else.
     assert sorted(Path(p).relative_to(bundle).as_posix() for p in result.outputs) == sorted(
         set(manifest["files"]) | {"manifest.json"})
-    assert result.summary.startswith("q8_0, ") and result.summary.endswith(f"{len(result.outputs)} files")
+    assert result.summary.startswith("q8_0, ") and f", {len(result.outputs)} files, bundle.tar.gz " in result.summary
 
 
 def test_manifest_records_provenance(packaged, run_dir: Path) -> None:
@@ -111,10 +116,15 @@ def test_manifest_records_provenance(packaged, run_dir: Path) -> None:
     assert manifest["evaluation"]["bundled"] == report["perplexity"]["model-q8_0.gguf"]
     assert manifest["evaluation"]["reference"] == report["perplexity"]["hf"]
     assert manifest["evaluation"]["gates"] == report["gates"]
-    assert manifest["evaluation"]["selection"] == report["devices"]
+    # The choice and its reason are kept; the passkey trials stay in evaluate/report.json.
+    assert manifest["evaluation"]["selection"] == {
+        name: {k: v for k, v in d.items() if k != "passkey"} | {"passkey": {"by_length": d["passkey"]["by_length"]}}
+        for name, d in report["devices"].items()}
     assert [d["name"] for d in manifest["devices"]] == ["x86_64-avx2-laptop"]
     assert {"python", "numpy", "llama_cpp_python"} <= set(manifest["versions"])
     assert manifest["model"]["file"] == "model-q8_0.gguf" and manifest["created"]
+    assert manifest["artifacts"] == {"model-q8_0.gguf": {"backend": "llama.cpp", "bytes": manifest["model"]["bytes"],
+                                                         "default": True, "devices": ["x86_64-avx2-laptop"]}}
 
 
 def test_server_json(packaged, tiny_model_dir: Path) -> None:
@@ -128,6 +138,10 @@ def test_server_json(packaged, tiny_model_dir: Path) -> None:
     assert (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.chat_template == (tiny_model_dir / "chat_template.jinja").read_text()
     assert s.stop_tokens == ["<|im_end|>", "<|endoftext|>"] and s.eos_token == "<|endoftext|>"
+    assert s.backend == "llama.cpp" and list(s.devices) == ["x86_64-avx2-laptop"]
+    d = s.devices["x86_64-avx2-laptop"]
+    assert (d.backend, d.model_file, d.threads, d.n_ctx, d.reason) == ("llama.cpp", "model-q8_0.gguf", 2, 512,
+                                                                       "smallest that fits")
 
 
 def test_package_options_and_rerun(run_dir: Path, tmp_path: Path) -> None:
@@ -140,7 +154,9 @@ def test_package_options_and_rerun(run_dir: Path, tmp_path: Path) -> None:
     s = load_bundle(bundle).settings
     assert (s.model_file, s.n_ctx, s.threads, s.port) == ("model-f32.gguf", 256, 1, 9000)
     assert not (bundle / "leftover.txt").exists()
-    assert result.summary.startswith("f32, ")
+    # The device keeps the artifact evaluate selected for it, next to the f32 default.
+    assert s.devices["x86_64-avx2-laptop"].model_file == "model-q8_0.gguf" and (bundle / "model-q8_0.gguf").is_file()
+    assert result.summary.startswith("f32 + model-q8_0.gguf, ")
 
 
 def test_missing_inputs_name_the_fix(run_dir: Path, tmp_path: Path) -> None:
@@ -208,4 +224,4 @@ def test_tar_gz_bundle_loads(packaged, tmp_path: Path) -> None:
 def test_server_example_matches_schema() -> None:
     data = json.loads((REPO / "serving" / "server.example.json").read_text())
     assert set(data) == set(ServerSettings(model_id="x", model_file="m.gguf").to_dict())
-    ServerSettings.from_dict(data)
+    assert ServerSettings.from_dict(data).devices["x86_64-onnx-laptop"].backend == "onnxruntime"

@@ -25,15 +25,25 @@ n_ctx 512, 400 MB at 2048. Instead:
     on the spot. The KV cache it fills is handed to `Llama.generate`, which then
     decodes only the last prompt token again: an echo request costs one prompt pass.
 Requests without logprobs run exactly as before.
+
+Constrained output (llama.cpp's GBNF grammars): `Sampling.grammar` (GBNF text) or
+`Sampling.json_schema` (turned into GBNF by llama-cpp-python's converter) is checked
+in `prepare` (a grammar llama.cpp cannot parse is a RequestError, i.e. a 400, before
+any slot is taken) and applied by the sampler at every token.
+
+`Job.cancel` (a threading.Event the server sets when the client goes away, the
+request times out or the server shuts down) stops the generation at the next token.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -42,6 +52,15 @@ from smoledge.errors import SmoledgeError
 # Prompt positions scored per llama.cpp decode when echo asks for prompt log-probabilities;
 # bounds llama.cpp's logits buffer at SCORE_BATCH x vocab floats (12.6 MB at a 49k vocabulary).
 SCORE_BATCH = 64
+# Limits on a request's grammar. llama.cpp parses GBNF recursively: ~20k nested parentheses or a chain
+# of ~100k rules overflow the thread's stack and kill the process. llama-cpp-python's JSON-schema
+# converter writes `maxLength: N` (maxItems, a pattern's {m,n}...) as N nested optional groups, so
+# a schema's counts are capped first, then the grammar's size and nesting.
+MAX_GRAMMAR_BYTES = 64 * 1024
+MAX_GRAMMAR_DEPTH = 1000
+MAX_SCHEMA_COUNT = 512
+_SCHEMA_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+_QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 
 class RequestError(ValueError):
@@ -65,6 +84,10 @@ class Sampling:
     """Text sequences that end the generation (not included in the output)."""
     seed: int | None = None
     """Sampling seed; None: a fresh random seed per request."""
+    grammar: str | None = None
+    """GBNF grammar (llama.cpp's format, rule `root` first) the output must match; None: free text."""
+    json_schema: dict[str, Any] | None = None
+    """JSON schema the output must be an instance of (compiled to a GBNF grammar); None: free text."""
 
 
 @dataclass
@@ -83,6 +106,10 @@ class Job:
     """Return the prompt before the completion (and, with logprobs, the prompt tokens' log-probabilities)."""
     logprobs: int | None = None
     """Return each token's log-probability and this many most likely alternatives; None: none."""
+    grammar: str | None = None
+    """The GBNF grammar the sampler enforces (from Sampling.grammar or .json_schema), checked by prepare."""
+    cancel: threading.Event | None = None
+    """Set by the server (client gone, timeout, shutdown): the generation stops at the next token."""
 
 
 @dataclass
@@ -90,7 +117,8 @@ class Chunk:
     text: str
     """New text since the previous chunk."""
     finish_reason: str | None = None
-    """Set on the last chunk only: "stop" (end token or stop string) or "length" (max_tokens)."""
+    """Set on the last chunk only: "stop" (end token or stop string), "length" (max_tokens), or
+    "cancelled" (Job.cancel was set; the server does not pass this one on to the client)."""
     completion_tokens: int = 0
     """Tokens generated so far."""
 
@@ -147,6 +175,58 @@ def top_alternatives(logp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
+def utf8(text: str, what: str, param: str | None = None) -> bytes:
+    """`text` as UTF-8; a RequestError if it cannot be (JSON may carry a lone UTF-16 surrogate, "\\ud800")."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"{what} holds {text[exc.start]!r} at character {exc.start}, a lone UTF-16 surrogate, "
+                           "which is not text; send valid Unicode", param) from None
+
+
+def schema_problem(schema: Any, where: str = "schema") -> str | None:
+    """Why a JSON schema would make too big a grammar (a count over MAX_SCHEMA_COUNT), or None."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _SCHEMA_COUNTS and isinstance(value, int) and value > MAX_SCHEMA_COUNT:
+                return f"{where}.{key} is {value}"
+            if key == "pattern" and isinstance(value, str):
+                for m in _QUANTIFIER.finditer(value):
+                    if max(int(x) for x in m.groups() if x) > MAX_SCHEMA_COUNT:
+                        return f"{where}.pattern repeats {m.group(0)}"
+            problem = schema_problem(value, f"{where}.{key}")
+            if problem:
+                return problem
+    elif isinstance(schema, list):
+        for i, item in enumerate(schema):
+            problem = schema_problem(item, f"{where}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def grammar_depth(text: str) -> int:
+    """Deepest nesting of parentheses in GBNF text (string literals, character classes and comments skipped)."""
+    depth = deepest = i = 0
+    while i < len(text):
+        c = text[i]
+        if c in '"[':
+            close = '"' if c == '"' else "]"
+            i += 1
+            while i < len(text) and text[i] != close:
+                i += 2 if text[i] == "\\" else 1
+        elif c == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return deepest
+
+
 def _held_back(text: str, stops: list[str]) -> int:
     """Length of the longest tail of `text` that could still grow into a stop string."""
     hold = 0
@@ -158,7 +238,28 @@ def _held_back(text: str, stops: list[str]) -> int:
     return hold
 
 
+class Backend(Protocol):
+    """What the server calls on a backend (LlamaBackend, OrtBackend). The server runs at most one
+    job at a time per backend object it was given for a slot; it may also call tokenize, detokenize,
+    piece, render_chat and prepare on the first one from other threads at any time."""
+
+    n_ctx: int
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+    def detokenize(self, tokens: list[int]) -> str: ...
+    def render_chat(self, messages: list[dict[str, Any]]) -> str: ...
+    def piece(self, token: int) -> str: ...
+    def prepare(self, prompt: str | list[int], sampling: Sampling, echo: bool = False,
+                logprobs: int | None = None) -> Job: ...
+    def stream(self, job: Job) -> Iterator[Chunk]: ...
+    def complete(self, job: Job) -> Completion: ...
+    def close(self) -> None: ...
+
+
 class LlamaBackend:
+    supports_grammar = True
+    """Sampling.grammar / .json_schema are enforced (the server refuses them on a backend without this)."""
+
     def __init__(
         self,
         model_path: str | Path,
@@ -210,9 +311,12 @@ class LlamaBackend:
 
     # -- prompts --------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        """Prompt tokens: BOS as the model's GGUF asks, special tokens (<|im_start|>) parsed."""
-        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Prompt tokens: BOS as the model's GGUF asks (add_special=False: none, the text's tokens only),
+        special tokens (<|im_start|>) parsed."""
+        tokens = self.llm.tokenize(utf8(text, "the text"), add_bos=add_special, special=True)
+        if not add_special:
+            return tokens
         bos = self.llm.token_bos()
         if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
             tokens = tokens[1:]  # a chat template that writes BOS itself
@@ -236,6 +340,55 @@ class LlamaBackend:
     def piece(self, token: int) -> str:
         """One token's text on its own (special tokens spelled out)."""
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Token ids -> text, special tokens spelled out (a character split across tokens is joined)."""
+        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
+        if bad:
+            raise RequestError(f"token id {bad[0]} is outside this model's vocabulary (0..{self.n_vocab - 1})",
+                               "tokens")
+        return self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
+
+    def _compile_grammar(self, sampling: Sampling) -> str | None:
+        """The GBNF text for the request's constraint, checked by llama.cpp's own parser; None: none."""
+        if sampling.json_schema is not None:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            problem = schema_problem(sampling.json_schema)
+            if problem:
+                raise RequestError(f"response_format: {problem}; this server turns counts up to {MAX_SCHEMA_COUNT} "
+                                   "into a grammar (larger ones make a grammar too deep for llama.cpp); lower it "
+                                   "or leave it out", "response_format")
+            try:
+                text = json_schema_to_gbnf(json.dumps(sampling.json_schema))
+            # The converter signals a schema it cannot express with assorted exceptions (AssertionError,
+            # ValueError, KeyError, RecursionError...); all of them mean "this schema", never the server.
+            except Exception as exc:
+                raise RequestError(f"response_format: this JSON schema cannot be turned into a grammar "
+                                   f"({type(exc).__name__}: {exc}); simplify it (no remote $ref, patterns "
+                                   "anchored with ^...$)", "response_format") from None
+            where = "response_format"
+        elif sampling.grammar is not None:
+            text, where = sampling.grammar, "grammar"
+        else:
+            return None
+        data = utf8(text, where, where)
+        if len(data) > MAX_GRAMMAR_BYTES:
+            raise RequestError(f"{where}: the grammar is {len(data)} bytes, over this server's limit of "
+                               f"{MAX_GRAMMAR_BYTES}; simplify it", where)
+        depth = grammar_depth(text)
+        if depth > MAX_GRAMMAR_DEPTH:
+            raise RequestError(f"{where}: the grammar nests parentheses {depth} deep, over this server's limit of "
+                               f"{MAX_GRAMMAR_DEPTH} (llama.cpp parses them recursively); flatten it into rules", where)
+        # llama.cpp parses the grammar when the sampler is made: a NULL sampler is a grammar it rejects
+        # (syntax, undefined rule, no `root`, left recursion, repetitions past its limits).
+        sampler = self._llama_cpp.llama_sampler_init_grammar(self.vocab, data, b"root")
+        if not sampler:
+            raise RequestError(f"{where}: llama.cpp cannot use this GBNF grammar (undefined rule, no `root` rule, "
+                               "left recursion, a syntax error or too many repetitions); see "
+                               "https://github.com/ggml-org/llama.cpp/blob/master/grammars/README.md", where)
+        self._llama_cpp.llama_sampler_free(sampler)
+        return text
 
     def prepare(self, prompt: str | list[int], sampling: Sampling, echo: bool = False,
                 logprobs: int | None = None) -> Job:
@@ -261,14 +414,20 @@ class LlamaBackend:
             raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
                                "to score the prompt only", "max_tokens")
         room = self.n_ctx - len(tokens)
+        if sampling.max_tokens is None and room <= 0:
+            raise RequestError(
+                f"the prompt is {len(tokens)} tokens: it leaves no room to generate in the context window of "
+                f"{self.n_ctx} tokens; shorten the prompt"
+            )
         max_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
-        if room < 0 or max_tokens > room or (room == 0 and sampling.max_tokens is None):
+        if max_tokens > room:
             raise RequestError(
                 f"the prompt is {len(tokens)} tokens and max_tokens is {max_tokens}: together they exceed "
                 f"the context window of {self.n_ctx} tokens; shorten the prompt or lower max_tokens"
             )
+        grammar = self._compile_grammar(sampling)
         return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens, prompt_text=text,
-                   added_bos=added_bos, echo=echo, logprobs=logprobs)
+                   added_bos=added_bos, echo=echo, logprobs=logprobs, grammar=grammar)
 
     # -- log-probabilities ------------------------------------------------------
 
@@ -284,6 +443,9 @@ class LlamaBackend:
         out = LogProbs(tokens=[self.piece(t) for t in tokens], token_logprobs=[None], top_logprobs=[None])
         batch = self._score_batch
         for start in range(0, len(tokens), self._score_n):
+            if job.cancel is not None and job.cancel.is_set():
+                llm.reset()  # the cache holds part of the prompt: claim none of it
+                return out
             part = tokens[start:start + self._score_n]
             for i, t in enumerate(part):
                 batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, start + i, 1, 1
@@ -365,12 +527,16 @@ class LlamaBackend:
         text, sent, n, finish = "", 0, 0, "length"
         # top_k=0, min_p=0, typical_p=1: only temperature and top_p shape
         # the distribution, as in the OpenAI API.
+        grammar = self._llama_cpp.LlamaGrammar.from_string(job.grammar) if job.grammar else None
         tokens = self.llm.generate(
             job.tokens, temp=s.temperature, top_p=s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
-            repeat_penalty=1.0,
+            repeat_penalty=1.0, grammar=grammar,
         )
         try:
             for token in tokens:
+                if job.cancel is not None and job.cancel.is_set():
+                    finish = "cancelled"
+                    break
                 if token in self.stop_ids or self._llama_cpp.llama_vocab_is_eog(self.vocab, token):
                     finish = "stop"
                     break
@@ -410,6 +576,8 @@ class LlamaBackend:
         # leaves the prompt in the KV cache for the generation.
         with self._lock:
             prompt = self._score_prompt(job) if job.echo else None
+            if job.cancel is not None and job.cancel.is_set():
+                return Completion("", "cancelled", len(job.tokens), 0, prompt)
             chunks = list(self._run(job, trace))
         text, last = "".join(c.text for c in chunks), chunks[-1]
         head = job.prompt_text if job.echo else ""

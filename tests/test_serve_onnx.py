@@ -1,0 +1,336 @@
+"""The onnxruntime serving backend: the same answers as PyTorch and llama.cpp on one tiny model, seeded
+sampling that reproduces, log-probabilities, stop rules, slots, and no torch on the way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_serve_api import REPO
+from test_serve_torchfree import board_env  # noqa: F401 - fixture
+
+from smoledge.serve.backend import LlamaBackend, RequestError, Sampling
+from smoledge.serve.ort_backend import PREFILL_CHUNK, OrtBackend, sample_token
+
+SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "stop_tokens": ["<|im_end|>"]}
+PROMPTS = ["The quick brown fox", "Le renard brun ç'est déjà", "<|im_start|>user\nCiao<|im_end|>\n"]
+N_NEW = 40
+
+
+@pytest.fixture(scope="module")
+def sharp_model_dir(tmp_path_factory, tiny_tokenizer_dir: Path) -> Path:
+    """The conftest tiny model's shape with its matrices scaled x6: a random model at the usual init
+    std has near-uniform logits and greedy decoding repeats one token, which would prove little.
+    Scaled, greedy wanders through the vocabulary (split UTF-8 characters included) with clear margins."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from smoledge.model.build import hf_config, init_model
+    from smoledge.model.config import ModelConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    cfg = ModelConfig(preset="custom", num_layers=4, hidden_size=64, intermediate_size=128, num_heads=4,
+                      num_kv_heads=2, max_position_embeddings=512)
+    model = init_model(hf_config(cfg, vocab_size=len(tok)), seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(6.0)
+    out = tmp_path_factory.mktemp("sharp")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(sharp_model_dir: Path, tmp_path_factory) -> Path:
+    from smoledge.export.onnx import export_onnx
+
+    return export_onnx(sharp_model_dir, tmp_path_factory.mktemp("ort") / "onnx")
+
+
+@pytest.fixture(scope="module")
+def template(sharp_model_dir: Path) -> str:
+    return (sharp_model_dir / "chat_template.jinja").read_text()
+
+
+@pytest.fixture(scope="module")
+def ort(onnx_dir: Path, template: str):
+    backend = OrtBackend(onnx_dir, n_ctx=512, threads=1, chat_template=template, **SPECIAL)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def llama(sharp_model_dir: Path, template: str, tmp_path_factory):
+    from smoledge.export.gguf import write_gguf
+
+    gguf = write_gguf(sharp_model_dir, tmp_path_factory.mktemp("gguf") / "model-f32.gguf", "f32")
+    backend = LlamaBackend(gguf, n_ctx=512, threads=1, chat_template=template, **SPECIAL)
+    yield backend
+    backend.close()
+
+
+def torch_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n,
+                             eos_token_id=None, pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+def expected_text(backend: OrtBackend, ids: list[int]) -> tuple[str, int, str]:
+    """(text, tokens, finish_reason) the server must return for a greedy chain from PyTorch: cut at the
+    first end token, special tokens not spelled."""
+    for i, t in enumerate(ids):
+        if t in backend.stop_ids:
+            return backend._decode(ids[:i], backend._text_bytes), i, "stop"
+    return backend._decode(ids, backend._text_bytes), len(ids), "length"
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_equals_pytorch_ort_greedy_and_llama_cpp(ort, llama, onnx_dir: Path, sharp_model_dir: Path,
+                                                        prompt: str) -> None:
+    from smoledge.export.onnx import load_ort, ort_greedy
+
+    job = ort.prepare(prompt, Sampling(max_tokens=N_NEW, temperature=0.0))
+    ref = torch_greedy(sharp_model_dir, job.tokens, N_NEW)
+    assert ort_greedy(load_ort(onnx_dir), job.tokens, N_NEW) == ref
+    assert len(set(ref)) > 5  # the chain wanders: a real test of every step through the cache
+    text, n, finish = expected_text(ort, ref)
+    got = ort.complete(job)
+    assert (got.text, got.completion_tokens, got.finish_reason) == (text, n, finish)
+    assert got.prompt_tokens == len(job.tokens)
+    # The same tokens through llama.cpp (f32 GGUF of the same weights) give the same text.
+    assert llama.tokenize(prompt) == job.tokens
+    assert llama.complete(llama.prepare(prompt, Sampling(max_tokens=N_NEW, temperature=0.0))).text == text
+
+
+def test_tokenize_render_and_pieces_match_transformers_and_llama(ort, llama, sharp_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sharp_model_dir)
+    for text in [*PROMPTS, "  espaces  doubles", "日本語 ünïcödé 🦊"]:
+        assert ort.tokenize(text) == tok(text)["input_ids"] == llama.tokenize(text), text
+    assert ort.tokenize("") == llama.tokenize("") == [tok.bos_token_id]
+    messages = [{"role": "system", "content": "Sois bref."}, {"role": "user", "content": "Bonjour 🦊"},
+                {"role": "assistant", "content": "Salut"}, {"role": "user", "content": "Ça va ?"}]
+    rendered = ort.render_chat(messages)
+    assert rendered == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered == llama.render_chat(messages) and rendered.endswith("<|im_start|>assistant\n")
+    for t in range(ort.n_vocab):
+        assert ort.piece(t) == llama.piece(t), t
+
+
+def test_stream_equals_complete_and_never_shows_a_partial_stop(ort) -> None:
+    job = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0))
+    full = ort.complete(job).text
+    chunks = list(ort.stream(job))
+    assert "".join(c.text for c in chunks) == full and chunks[-1].finish_reason == "length"
+    assert all(c.finish_reason is None for c in chunks[:-1]) and len(chunks) > 3
+    # A stop string from the middle of the greedy text: the output ends right before it.
+    stop = full[10:14]
+    cut = full[: full.index(stop)]
+    stopped = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0, stop=[stop]))
+    chunks = list(ort.stream(stopped))
+    assert "".join(c.text for c in chunks) == cut and chunks[-1].finish_reason == "stop"
+    seen = ""
+    for c in chunks:
+        seen += c.text
+        assert cut.startswith(seen)  # no text past the cut ever reaches the client
+    assert ort.complete(stopped).text == cut
+
+
+def test_stop_tokens_stop_on_their_id(ort, onnx_dir: Path, template: str) -> None:
+    """A stop token ends the generation on its id, before its text shows."""
+    job = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0), logprobs=0)
+    full = ort.complete(job)
+    pieces, offsets = full.logprobs.tokens, full.logprobs.text_offset  # type: ignore[union-attr]
+    k = next(i for i, p in enumerate(pieces) if i >= 3 and "\ufffd" not in p
+             and len(ort.tokenizer.encode(p, add_special_tokens=False).ids) == 1)
+    first = pieces.index(pieces[k])
+    stopper = OrtBackend(onnx_dir, n_ctx=512, threads=1, chat_template=template,
+                         **{**SPECIAL, "stop_tokens": ["<|im_end|>", pieces[k]]})
+    got = stopper.complete(stopper.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0)))
+    assert (got.completion_tokens, got.finish_reason) == (first, "stop")
+    assert got.text == full.text[: offsets[first] - len(PROMPTS[0])]
+    assert {ort.tokenizer.token_to_id("<|endoftext|>"), ort.tokenizer.token_to_id("<|im_end|>")} <= ort.stop_ids
+
+
+def test_seeded_sampling_reproduces(ort) -> None:
+    def sample(seed: int | None, **kw) -> str:
+        return ort.complete(ort.prepare("Le", Sampling(max_tokens=30, temperature=1.0, seed=seed, **kw))).text
+
+    assert sample(7) == sample(7) and sample(7, top_p=0.9) == sample(7, top_p=0.9)
+    assert len({sample(s) for s in range(4)}) == 4  # different seeds, different completions
+    # A seed reproduces streams too (no sampler state is carried between requests).
+    job = ort.prepare("Le", Sampling(max_tokens=30, temperature=1.0, seed=11))
+    assert "".join(c.text for c in ort.stream(job)) == ort.complete(job).text
+
+
+def test_sampler_shapes_the_distribution() -> None:
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    draws = np.bincount([sample_token(logits, 1.0, 1.0, 0, rng) for _ in range(4000)], minlength=4) / 4000
+    assert np.allclose(draws, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    # top_k=2 keeps the two most likely, renormalised; top_p=0.75 keeps {0, 1} too (0.5 + 0.3 >= 0.75).
+    for kw in ({"top_k": 2, "top_p": 1.0}, {"top_k": 0, "top_p": 0.75}):
+        got = np.bincount([sample_token(logits, 1.0, kw["top_p"], kw["top_k"], rng) for _ in range(4000)],
+                          minlength=4) / 4000
+        assert got[2] == got[3] == 0 and abs(got[0] - 0.625) < 0.03, kw
+    assert {sample_token(logits, 1.0, 0.1, 0, rng) for _ in range(50)} == {0}
+    assert {sample_token(logits, 1.0, 1.0, 1, rng) for _ in range(50)} == {0}
+    # Low temperature sharpens towards the argmax.
+    cold = np.bincount([sample_token(logits, 0.1, 1.0, 0, rng) for _ in range(1000)], minlength=4)
+    assert cold[0] > 990
+
+
+def test_echo_logprobs_match_pytorch_and_llama(ort, llama, sharp_model_dir: Path) -> None:
+    """Prompt log-probabilities (one PREFILL_CHUNK boundary crossed) equal PyTorch's log-softmax, and the
+    whole logprobs object matches llama.cpp's on the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    prompt = " ".join(["Le renard brun saute par-dessus le chien paresseux."] * 12)
+    job = ort.prepare(prompt, Sampling(max_tokens=5, temperature=0.0), echo=True, logprobs=3)
+    assert len(job.tokens) > PREFILL_CHUNK + 10
+    got = ort.complete(job)
+    model = AutoModelForCausalLM.from_pretrained(sharp_model_dir).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([job.tokens])).logits[0].double()  # (T, V)
+    ref = torch.log_softmax(logits, -1)[torch.arange(len(job.tokens) - 1), torch.tensor(job.tokens[1:])]
+    lp = got.logprobs
+    assert lp is not None and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    n = len(job.tokens)
+    assert np.allclose(lp.token_logprobs[1:n], ref.numpy(), atol=1e-4)
+    assert len(lp.tokens) == n + got.completion_tokens == n + 5
+    assert all(len(t) <= 4 for t in lp.top_logprobs[1:])  # 3 alternatives + the token itself
+    # Greedy tokens are the most likely: their logprob is the top value.
+    for t, v, top in zip(lp.tokens[n:], lp.token_logprobs[n:], lp.top_logprobs[n:]):
+        assert v == max(top.values()) and top[t] == v  # type: ignore[union-attr]
+    other = llama.complete(llama.prepare(prompt, Sampling(max_tokens=5, temperature=0.0), echo=True, logprobs=3))
+    assert got.text == other.text and got.text.startswith(prompt)
+    theirs = other.logprobs
+    assert theirs is not None and lp.tokens == theirs.tokens and lp.text_offset == theirs.text_offset
+    # llama.cpp keeps its KV cache in f16: ~1e-3 apart, where onnxruntime and PyTorch agree to ~1e-6.
+    assert np.allclose(lp.token_logprobs[1:], theirs.token_logprobs[1:], atol=5e-3)
+    # Scoring only (echo, max_tokens 0) generates nothing and scores the same prompt the same way.
+    score = ort.complete(ort.prepare(prompt, Sampling(max_tokens=0), echo=True, logprobs=0))
+    assert score.text == prompt and score.completion_tokens == 0
+    assert score.logprobs.token_logprobs == lp.token_logprobs[:n]  # type: ignore[union-attr]
+
+
+def test_requests_that_do_not_fit_are_refused(ort) -> None:
+    with pytest.raises(RequestError, match="together they exceed the context window of 512 tokens"):
+        ort.prepare("x " * 600, Sampling(max_tokens=4))
+    with pytest.raises(RequestError, match="together they exceed"):
+        ort.prepare([5] * 500, Sampling(max_tokens=13))
+    with pytest.raises(RequestError, match=r"prompt token id 99999 is outside this model's vocabulary \(0\.\.1023\)"):
+        ort.prepare([1, 99999], Sampling())
+    with pytest.raises(RequestError, match="max_tokens is 0"):
+        ort.prepare("hi", Sampling(max_tokens=0))
+    # A token-id prompt is used as given (no BOS added) and fills the window exactly.
+    job = ort.prepare([5] * 500, Sampling(max_tokens=None, temperature=0.0))
+    assert job.tokens == [5] * 500 and job.max_tokens == 12
+    assert ort.complete(job).completion_tokens <= 12
+
+
+def test_detokenize_cancel_and_grammar(ort, llama) -> None:
+    text = "Le renard 🦊 <|im_end|>"
+    ids = ort.tokenize(text, add_special=False)
+    assert ids == llama.tokenize(text, add_special=False) and ort.detokenize(ids) == text == llama.detokenize(ids)
+    with pytest.raises(RequestError, match=r"token id 5000 is outside this model's vocabulary"):
+        ort.detokenize([1, 5000])
+    # Cancelled before it starts: nothing generated; cancelled after the first chunk: it stops there.
+    job = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0))
+    job.cancel = threading.Event()
+    job.cancel.set()
+    assert [(c.text, c.finish_reason) for c in ort.stream(job)] == [("", "cancelled")]
+    assert ort.complete(job).finish_reason == "cancelled"
+    job.cancel = threading.Event()
+    stream = ort.stream(job)
+    first = next(stream)
+    job.cancel.set()
+    rest = list(stream)
+    assert rest[-1].finish_reason == "cancelled" and rest[-1].completion_tokens <= first.completion_tokens + 1
+    assert not ort.supports_grammar
+    constrained = (({"grammar": 'root ::= "a"'}, "grammar"), ({"json_schema": {"type": "object"}}, "response_format"))
+    for kw, field in constrained:
+        with pytest.raises(RequestError, match="constrained output needs the llama.cpp backend") as e:
+            ort.prepare("hi", Sampling(**kw))
+        assert e.value.param == field
+
+
+def test_two_slots_serve_two_requests_at_once(onnx_dir: Path, ort) -> None:
+    """Two slots share one session, each with its own cache: interleaved requests give what they give alone."""
+    both = OrtBackend(onnx_dir, n_ctx=512, threads=1, slots=2, **SPECIAL)
+    alone = {p: ort.complete(ort.prepare(p, Sampling(max_tokens=N_NEW, temperature=0.0))).text for p in PROMPTS[:2]}
+    results: dict[str, str] = {}
+    started = threading.Barrier(2, timeout=30)
+
+    def run(prompt: str) -> None:
+        stream = both.stream(both.prepare(prompt, Sampling(max_tokens=N_NEW, temperature=0.0)))
+        first = next(stream)  # both requests hold a slot before either finishes
+        started.wait()
+        results[prompt] = first.text + "".join(c.text for c in stream)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS[:2]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == alone
+    # A stream closed early (a client that went away) hands its slot back.
+    for _ in range(3):
+        s = both.stream(both.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0)))
+        next(s)
+        s.close()
+    assert both._slots.qsize() == 2
+    both.close()
+
+
+def test_no_chat_template_and_bad_n_ctx(onnx_dir: Path) -> None:
+    from smoledge.errors import SmoledgeError
+
+    plain = OrtBackend(onnx_dir, n_ctx=64, threads=1)
+    with pytest.raises(RequestError, match="no chat template"):
+        plain.render_chat([{"role": "user", "content": "hi"}])
+    with pytest.raises(SmoledgeError, match=r"n_ctx 1024 exceeds the model's trained context of 512 tokens"):
+        OrtBackend(onnx_dir, n_ctx=1024, threads=1)
+
+
+BOARD_SCRIPT = """
+import json, sys
+from smoledge.serve.backend import Sampling
+from smoledge.serve.ort_backend import OrtBackend
+b = OrtBackend(sys.argv[1], n_ctx=512, threads=1, chat_template=sys.argv[2], bos_token="<|endoftext|>",
+               eos_token="<|endoftext|>", stop_tokens=["<|im_end|>"])
+chat = b.render_chat([{"role": "user", "content": "Ciao"}])
+out = b.complete(b.prepare(chat, Sampling(max_tokens=20, temperature=0.0)))
+seeded = b.complete(b.prepare("Le", Sampling(max_tokens=20, temperature=1.0, seed=3)))
+print(json.dumps({"greedy": out.text, "seeded": seeded.text, "mods": sorted(sys.modules)}))
+"""
+
+
+def test_ort_backend_runs_without_torch(board_env, ort, onnx_dir: Path, template: str) -> None:  # noqa: F811
+    """On a board with onnxruntime, tokenizers and jinja2 but no torch/transformers/optimum/onnx, the
+    backend loads and answers exactly as it does here."""
+    env, log = board_env
+    out = subprocess.run([sys.executable, "-c", BOARD_SCRIPT, str(onnx_dir), template], cwd=REPO,
+                         env={**env, "SMOLEDGE_BOARD_HAS": "onnxruntime"}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    chat = ort.render_chat([{"role": "user", "content": "Ciao"}])
+    assert got["greedy"] == ort.complete(ort.prepare(chat, Sampling(max_tokens=20, temperature=0.0))).text
+    assert got["seeded"] == ort.complete(ort.prepare("Le", Sampling(max_tokens=20, temperature=1.0, seed=3))).text
+    assert not {"torch", "transformers", "optimum", "onnx", "llama_cpp"} & set(got["mods"])
+    assert log.read_text().splitlines() == ["installed"]  # the hook ran and nothing tried a blocked import
+    log.unlink()
