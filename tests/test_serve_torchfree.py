@@ -1,8 +1,9 @@
 """`smoledge serve` and `smoledge bench` run where only the `serve` extra is installed.
 
 A `sitecustomize` hook makes every build-only library (torch, transformers,
-tokenizers, gguf...) fail to import, as on a board, then the real CLI serves
-a bundle and benchmarks it in subprocesses.
+gguf, onnx...) fail to import, as on a board, then the real CLI serves
+a bundle and benchmarks it in subprocesses. An onnxruntime board (onnxruntime
+installed, the rest of the build chain not) benches an ONNX export the same way.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from test_package_stage import make_bundle
 from test_serve_api import REPO, start_server, stop_server
 
 # Everything in the `build` extra of pyproject.toml that `serve` does not need.
-BUILD_ONLY = ("torch", "transformers", "tokenizers", "safetensors", "gguf", "datasketch", "py3langid",
+# `tokenizers` is in `serve` (the onnxruntime backend reads tokenizer.json with it).
+BUILD_ONLY = ("torch", "transformers", "safetensors", "gguf", "datasketch", "py3langid",
               "pyarrow", "onnx", "onnxruntime", "optimum", "sentencepiece", "accelerate")
 
 SITECUSTOMIZE = f'''
 import importlib.abc, os, sys
 
-BLOCKED = {set(BUILD_ONLY)!r}
+# SMOLEDGE_BOARD_HAS names build-only libraries this board does have (e.g. onnxruntime).
+BLOCKED = {set(BUILD_ONLY)!r} - set(os.environ.get("SMOLEDGE_BOARD_HAS", "").split(","))
 LOG = os.environ["SMOLEDGE_BLOCK_LOG"]
 
 
@@ -86,7 +89,29 @@ def test_serve_and_bench_without_torch(board_env, tmp_path: Path, tiny_model_dir
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert bench.returncode == 0, bench.stderr
-    assert "| pp128 |" in bench.stdout and json.loads(out_json.read_text())["tg"]["tokens_per_s"] > 0
+    assert "| pp128 |" in bench.stdout
+    assert json.loads(out_json.read_text())["results"][0]["tests"]["tg128"]["tokens_per_s"]["median"] > 0
 
-    # Two processes started with the hook in place, and neither tried a build-only import.
-    assert log.read_text().splitlines() == ["installed", "installed"]
+    # Three processes started with the hook in place (server, bench, its measuring worker),
+    # and none tried a build-only import.
+    assert log.read_text().splitlines() == ["installed"] * 3
+    log.unlink()
+
+
+def test_bench_onnx_without_torch(board_env, tmp_path: Path, tiny_model_dir: Path) -> None:
+    from smoledge.export.onnx import export_onnx, quantize_onnx
+
+    env, log = board_env
+    onnx_dir = quantize_onnx(export_onnx(tiny_model_dir, tmp_path / "onnx"), tmp_path / "onnx-int8-avx2", "avx2")
+    out_json = tmp_path / "bench.json"
+    bench = subprocess.run(
+        [sys.executable, "-m", "smoledge.cli", "bench", str(onnx_dir), "--repeats", "1", "--pp", "64", "--tg", "16",
+         "--ttft-prompt", "32", "--out", str(out_json)],
+        cwd=REPO, env={**env, "SMOLEDGE_BOARD_HAS": "onnxruntime"}, capture_output=True, text=True, timeout=300,
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "| onnx-int8-avx2 |" in bench.stdout and "| onnxruntime CPU | 2 | tg16 |" in bench.stdout
+    assert json.loads(out_json.read_text())["results"][0]["tests"]["tg16"]["tokens_per_s"]["median"] > 0
+    # The CLI and its worker, neither importing torch, transformers, onnx or optimum.
+    assert log.read_text().splitlines() == ["installed"] * 2
+    log.unlink()
