@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gguf", action="append", type=Path, help="GGUF to measure (repeatable; default: quickstart)")
     p.add_argument("--device", default="x86_64-avx2-laptop", help="device profile (threads, bandwidth)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating harness/bare rounds per GGUF")
+    p.add_argument("--rounds", type=int, default=5, help="alternating harness/bare rounds per GGUF (0: only the "
+                                                         "same-process check)")
     p.add_argument("--repeats", type=int, default=3, help="timed tg runs per side per round (median)")
     p.add_argument("--tg", type=int, default=128, help="tokens decoded per run")
     p.add_argument("--wait-idle", type=float, default=0.0, help="wait up to S s for quiet before each side")
@@ -227,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| GGUF | size | threads | harness tg{args.tg} t/s | bare t/s | harness/bare (min-max) | overhead | "
           f"roofline bound t/s | harness fraction | bare fraction | others (cores) | re-run |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    summary = {}
-    for g in ggufs:
+    summary: dict[str, dict[str, Any]] = {str(g): {} for g in ggufs}
+    for g in ggufs if args.rounds else []:
         row = rows[str(g)]
         h = statistics.median(r["harness"]["tokens_per_s"] for r in row["rounds"])
         b = statistics.median(r["bare"]["tokens_per_s"] for r in row["rounds"])
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(ratios)
         others = max(max(r["harness"]["others_cores"], r["bare"]["others_cores"]) for r in row["rounds"])
         bound = row["roofline"]["bound_tokens_per_s"]
-        summary[str(g)] = {"harness_tokens_per_s": h, "bare_tokens_per_s": b, "ratio": ratio, "ratios": ratios,
+        summary[str(g)] |= {"harness_tokens_per_s": h, "bare_tokens_per_s": b, "ratio": ratio, "ratios": ratios,
                            "overhead_pct": 100 * (1 - ratio), "bound_tokens_per_s": bound,
                            "harness_fraction": h / bound if bound else None,
                            "bare_fraction": b / bound if bound else None, "others_cores_max": others}
@@ -248,11 +249,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nsame process, one loaded model, {args.inproc_runs} alternating pairs of tg{args.tg} runs:\n")
         print("| GGUF | harness loop t/s | bare loop t/s | harness/bare (min-max) | code path | others (cores) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        from smoledge.bench.config import load_profile
+        from smoledge.bench.measure import MeasureSpec
+
+        threads = load_profile(args.device).threads
+        n_ctx = MeasureSpec(name="", backend="llama.cpp", path="", threads=threads, pp=[], tg=args.tg, ttft_prompt=0).n_ctx
         for g in ggufs:
             row = rows[str(g)]
             if args.wait_idle:
                 wait_idle(args.wait_idle)
-            ip = row["same_process"] = same_process(g, row["n_ctx"], row["threads"], args)
+            ip = row["same_process"] = same_process(g, row.get("n_ctx", n_ctx), row.get("threads", threads), args)
             summary[str(g)]["same_process_ratio"] = ip["ratio"]
             print(f"| {g.name} | {statistics.median(ip['harness']):.2f} | {statistics.median(ip['bare']):.2f} | "
                   f"{ip['ratio']:.3f} ({min(ip['ratios']):.3f}-{max(ip['ratios']):.3f}) | "
