@@ -238,6 +238,63 @@ def _held_back(text: str, stops: list[str]) -> int:
     return hold
 
 
+class StopText:
+    """The text of a generation as its tokens' bytes arrive: cut at the first stop string, and sent
+    only where it is final (no split UTF-8 character, no tail that could still become a stop string)."""
+
+    def __init__(self, stops: list[str]):
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = [x for x in stops if x]
+        self.longest = max((len(x) for x in self.stops), default=0)
+        self.text, self.sent = "", 0
+
+    def add(self, data: bytes) -> bool:
+        """Append one token's bytes; True when a stop string appeared (the text is cut before it)."""
+        self.text += self.decoder.decode(data)
+        # A new stop string can only end in the newly decoded tail.
+        start = max(0, self.sent - self.longest)
+        hits = [i for i in (self.text.find(x, start) for x in self.stops) if i >= 0]
+        if hits:
+            self.text = self.text[: min(hits)]
+            return True
+        return False
+
+    def flush(self) -> None:
+        """The generation ended without a stop: an unfinished UTF-8 character becomes U+FFFD."""
+        self.text += self.decoder.decode(b"", final=True)
+
+    def ready(self) -> str:
+        """Text that can be sent now, marked as sent."""
+        end = len(self.text) - _held_back(self.text, self.stops)
+        if end <= self.sent:
+            return ""
+        out, self.sent = self.text[self.sent:end], end
+        return out
+
+    def rest(self) -> str:
+        """Everything not sent yet (the generation is over)."""
+        out, self.sent = self.text[self.sent:], len(self.text)
+        return out
+
+
+def generation_budget(n_prompt: int, max_tokens: int | None, n_ctx: int) -> int:
+    """Tokens a request may generate: max_tokens, or the rest of the context when it is None; a clear
+    RequestError when the prompt and max_tokens do not fit the context window together."""
+    room = n_ctx - n_prompt
+    if max_tokens is None and room <= 0:
+        raise RequestError(
+            f"the prompt is {n_prompt} tokens: it leaves no room to generate in the context window of "
+            f"{n_ctx} tokens; shorten the prompt"
+        )
+    budget = max_tokens if max_tokens is not None else room
+    if budget > room:
+        raise RequestError(
+            f"the prompt is {n_prompt} tokens and max_tokens is {budget}: together they exceed "
+            f"the context window of {n_ctx} tokens; shorten the prompt or lower max_tokens"
+        )
+    return budget
+
+
 class Backend(Protocol):
     """What the server calls on a backend (LlamaBackend, OrtBackend). The server runs at most one
     job at a time per backend object it was given for a slot; it may also call tokenize, detokenize,
@@ -413,18 +470,7 @@ class LlamaBackend:
         if sampling.max_tokens == 0 and not echo:
             raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
                                "to score the prompt only", "max_tokens")
-        room = self.n_ctx - len(tokens)
-        if sampling.max_tokens is None and room <= 0:
-            raise RequestError(
-                f"the prompt is {len(tokens)} tokens: it leaves no room to generate in the context window of "
-                f"{self.n_ctx} tokens; shorten the prompt"
-            )
-        max_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
-        if max_tokens > room:
-            raise RequestError(
-                f"the prompt is {len(tokens)} tokens and max_tokens is {max_tokens}: together they exceed "
-                f"the context window of {self.n_ctx} tokens; shorten the prompt or lower max_tokens"
-            )
+        max_tokens = generation_budget(len(tokens), sampling.max_tokens, self.n_ctx)
         grammar = self._compile_grammar(sampling)
         return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens, prompt_text=text,
                    added_bos=added_bos, echo=echo, logprobs=logprobs, grammar=grammar)
@@ -521,10 +567,8 @@ class LlamaBackend:
             return
         seed = s.seed % (1 << 32) if s.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
         self.llm.set_seed(seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = [x for x in s.stop if x]
-        longest_stop = max((len(x) for x in stops), default=0)
-        text, sent, n, finish = "", 0, 0, "length"
+        out = StopText(s.stop)
+        n, finish = 0, "length"
         # top_k=0, min_p=0, typical_p=1: only temperature and top_p shape
         # the distribution, as in the OpenAI API.
         grammar = self._llama_cpp.LlamaGrammar.from_string(job.grammar) if job.grammar else None
@@ -543,24 +587,17 @@ class LlamaBackend:
                 if trace is not None:
                     trace.append((token, *self._last_logprobs(token, job.logprobs or 0)))
                 n += 1
-                text += decoder.decode(self.llm.detokenize([token]))
-                # A new stop string can only end in the newly decoded tail.
-                start = max(0, sent - longest_stop)
-                hits = [i for i in (text.find(x, start) for x in stops) if i >= 0]
-                if hits:
-                    text = text[: min(hits)]
+                if out.add(self.llm.detokenize([token])):
                     finish = "stop"
                     break
                 if n >= job.max_tokens:
-                    text += decoder.decode(b"", final=True)
+                    out.flush()
                     break
-                ready = len(text) - _held_back(text, stops)
-                if ready > sent:
-                    yield Chunk(text[sent:ready], None, n)
-                    sent = ready
+                if piece := out.ready():
+                    yield Chunk(piece, None, n)
         finally:
             tokens.close()
-        yield Chunk(text[sent:], finish, n)
+        yield Chunk(out.rest(), finish, n)
 
     def complete(self, job: Job) -> Completion:
         """Run a job to the end; with echo the text starts with the prompt, with logprobs they come along."""

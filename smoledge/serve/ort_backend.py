@@ -57,7 +57,8 @@ from smoledge.serve.backend import (
     LogProbs,
     RequestError,
     Sampling,
-    _held_back,
+    StopText,
+    generation_budget,
     log_softmax,
     top_alternatives,
 )
@@ -250,18 +251,7 @@ class OrtBackend:
         if sampling.max_tokens == 0 and not echo:
             raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
                                "to score the prompt only", "max_tokens")
-        room = self.n_ctx - len(tokens)
-        if sampling.max_tokens is None and room <= 0:
-            raise RequestError(
-                f"the prompt is {len(tokens)} tokens: it leaves no room to generate in the context window of "
-                f"{self.n_ctx} tokens; shorten the prompt"
-            )
-        max_tokens = sampling.max_tokens if sampling.max_tokens is not None else room
-        if max_tokens > room:
-            raise RequestError(
-                f"the prompt is {len(tokens)} tokens and max_tokens is {max_tokens}: together they exceed "
-                f"the context window of {self.n_ctx} tokens; shorten the prompt or lower max_tokens"
-            )
+        max_tokens = generation_budget(len(tokens), sampling.max_tokens, self.n_ctx)
         return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens, prompt_text=text,
                    added_bos=added_bos, echo=echo, logprobs=logprobs)
 
@@ -325,10 +315,8 @@ class OrtBackend:
         s = job.sampling
         rng = np.random.default_rng(s.seed % (1 << 32) if s.seed is not None else None)
         top_k = getattr(s, "top_k", 0) or 0  # Sampling.top_k comes with the server's sampling options
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = [x for x in s.stop if x]
-        longest_stop = max((len(x) for x in stops), default=0)
-        text, sent, n, finish = "", 0, 0, "length"
+        out = StopText(s.stop)
+        n, finish = 0, "length"
         while True:
             if _cancelled(job):
                 finish = "cancelled"
@@ -343,23 +331,16 @@ class OrtBackend:
                 chosen = float(logp[0, token])
                 trace.append((token, chosen, self._top_dict(token, chosen, ids[0], vals[0])))
             n += 1
-            text += decoder.decode(self._text_bytes[token])
-            # A new stop string can only end in the newly decoded tail.
-            begin = max(0, sent - longest_stop)
-            hits = [i for i in (text.find(x, begin) for x in stops) if i >= 0]
-            if hits:
-                text = text[: min(hits)]
+            if out.add(self._text_bytes[token]):
                 finish = "stop"
                 break
             if n >= job.max_tokens:
-                text += decoder.decode(b"", final=True)
+                out.flush()
                 break
-            ready = len(text) - _held_back(text, stops)
-            if ready > sent:
-                yield Chunk(text[sent:ready], None, n)
-                sent = ready
+            if piece := out.ready():
+                yield Chunk(piece, None, n)
             logits = dec.step(token)  # (V,)
-        yield Chunk(text[sent:], finish, n)
+        yield Chunk(out.rest(), finish, n)
 
     # -- generation -----------------------------------------------------------
 
