@@ -277,6 +277,17 @@ class StopText:
         return out
 
 
+def checked_token_ids(prompt: list[int], n_vocab: int) -> list[int]:
+    """A prompt sent as token ids, used as sent once every id is in the vocabulary."""
+    if not prompt:
+        raise RequestError("the prompt is an empty list of token ids; send at least one token", "prompt")
+    bad = [t for t in prompt if not 0 <= t < n_vocab]
+    if bad:
+        raise RequestError(f"prompt token id {bad[0]} is outside this model's vocabulary "
+                           f"(0..{n_vocab - 1}); tokenize with the bundle's tokenizer/", "prompt")
+    return list(prompt)
+
+
 def generation_budget(n_prompt: int, max_tokens: int | None, n_ctx: int) -> int:
     """Tokens a request may generate: max_tokens, or the rest of the context when it is None; a clear
     RequestError when the prompt and max_tokens do not fit the context window together."""
@@ -459,13 +470,7 @@ class LlamaBackend:
             tokens, text = self.tokenize(prompt), prompt
             added_bos = tokens[0] == self.llm.token_bos() and not prompt.startswith(self.piece(tokens[0]))
         else:
-            if not prompt:
-                raise RequestError("the prompt is an empty list of token ids; send at least one token", "prompt")
-            bad = [t for t in prompt if not 0 <= t < self.n_vocab]
-            if bad:
-                raise RequestError(f"prompt token id {bad[0]} is outside this model's vocabulary "
-                                   f"(0..{self.n_vocab - 1}); tokenize with the bundle's tokenizer/", "prompt")
-            tokens, added_bos = list(prompt), False
+            tokens, added_bos = checked_token_ids(prompt, self.n_vocab), False
             text = self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
         if sampling.max_tokens == 0 and not echo:
             raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "

@@ -58,6 +58,7 @@ from smoledge.serve.backend import (
     RequestError,
     Sampling,
     StopText,
+    checked_token_ids,
     generation_budget,
     log_softmax,
     top_alternatives,
@@ -236,13 +237,7 @@ class OrtBackend:
             tokens, text = self.tokenize(prompt), prompt
             added_bos = tokens[0] == self.bos_id and not prompt.startswith(self.piece(tokens[0]))
         else:
-            if not prompt:
-                raise RequestError("the prompt is an empty list of token ids; send at least one token", "prompt")
-            bad = [t for t in prompt if not 0 <= t < self.n_vocab]
-            if bad:
-                raise RequestError(f"prompt token id {bad[0]} is outside this model's vocabulary "
-                                   f"(0..{self.n_vocab - 1}); tokenize with the bundle's tokenizer/", "prompt")
-            tokens, added_bos = list(prompt), False
+            tokens, added_bos = checked_token_ids(prompt, self.n_vocab), False
             text = self._decode(tokens, self._piece_bytes)
         if sampling.grammar is not None or sampling.json_schema is not None:
             field = "grammar" if sampling.grammar is not None else "response_format"
