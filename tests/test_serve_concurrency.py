@@ -275,8 +275,10 @@ def test_not_ready_is_503_with_retry_after(slow_bundle: Path) -> None:
 
 
 def _refused(url: str) -> bool:
+    """Whether new clients go unserved: refused, or (racing the listener's close) accepted by the kernel's
+    backlog and then closed without an answer."""
     try:
         httpx.get(f"{url}/health", timeout=1)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return True
     return False
