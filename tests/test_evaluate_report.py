@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoledge.evaluate.report import read_bench, read_curves, render, write_report
+from smoledge.evaluate.report import read_bench, read_curves, render, speed_rows, write_report
 
 LANGS = ("de", "en", "fr")
 
@@ -53,9 +53,14 @@ def write_run(tmp_path: Path) -> Path:
         rows = [{"step": s, "loss": 8.0 / s ** 0.3} for s in range(1, n + 1)] + [{"step": n, "val_loss": 3.1}]
         (run / stage / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"step\": 9")  # torn tail
     (run / "bench").mkdir()
+    # The shape `smoledge bench --out` writes (format 2): results per artifact, a stat per test.
+    def stat(median: float, sd: float) -> dict:
+        return {"tokens_per_s": {"median": median, "sd": sd, "min": median - sd, "max": median + sd}}
+
     (run / "bench" / "laptop.json").write_text(json.dumps({
-        "model": "demo q8_0", "device": {"name": "laptop"}, "threads": 2,
-        "pp": {"n_tokens": 128, "tokens_per_s": 900.0, "sd": 20.0}, "tg": {"n_tokens": 128, "tokens_per_s": 210.0, "sd": 5.0}}))
+        "format": 2, "device": {"name": "laptop"}, "threads": 2,
+        "results": [{"model": "demo q8_0", "backend": "llama.cpp",
+                     "tests": {"pp128": stat(900.0, 20.0), "pp512": stat(700.0, 9.0), "tg128": stat(210.0, 5.0)}}]}))
     return run
 
 
@@ -73,7 +78,8 @@ def test_page_is_self_contained_and_draws_every_plot(tmp_path: Path) -> None:
                  "retrieval holds up to 256 tokens", "model-q4_0.gguf", "+10.00%"):
         assert text in page, text
     assert read_curves(run)["pretrain"][-1] == {"step": 40, "val_loss": 3.1}  # the torn line is skipped
-    assert read_bench(run)[0]["tg"]["tokens_per_s"] == 210.0
+    assert speed_rows(read_bench(run)) == [{"label": "demo q8_0 (llama.cpp)\nlaptop (2 thr)",
+                                            "pp": ("pp512", 700.0, 9.0), "tg": ("tg128", 210.0, 5.0)}]
 
 
 def test_failed_gate_is_marked_and_missing_data_says_so(tmp_path: Path) -> None:

@@ -144,23 +144,38 @@ def plot_size_quality(table: dict[str, dict[str, float]]) -> str | None:
     return _svg(fig)
 
 
+def speed_rows(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per benched artifact of `smoledge bench --out` files: label, and {test: (median, sd)} for
+    its longest prompt-processing test and its decode test."""
+    rows = []
+    for b in bench:
+        for r in b.get("results", []):
+            tests = r.get("tests", {})
+            pp = max((t for t in tests if t.startswith("pp")), key=lambda t: int(t[2:]), default=None)
+            tg = next((t for t in tests if t.startswith("tg")), None)
+            if pp is None or tg is None:
+                continue
+            stat = {t: (tests[t]["tokens_per_s"]["median"], tests[t]["tokens_per_s"].get("sd", 0.0)) for t in (pp, tg)}
+            label = f"{r['model']} ({r['backend']})\n{b['device']['name']} ({b['threads']} thr)"
+            rows.append({"label": label, "pp": (pp, *stat[pp]), "tg": (tg, *stat[tg])})
+    return rows
+
+
 def plot_speed(bench: list[dict[str, Any]]) -> str | None:
-    """Prompt processing and decode tok/s from `smoledge bench` results, one bar pair per run."""
-    rows = [b for b in bench if "pp" in b and "tg" in b]
+    """Prompt processing and decode tok/s from `smoledge bench` results, one bar pair per artifact."""
+    rows = speed_rows(bench)
     if not rows:
         return None
     import numpy as np
 
-    labels = [f"{b['model']}\n{b['device']['name']} ({b['threads']} thr)" for b in rows]
     fig = _figure(max(6.0, 2.2 * len(rows) + 2), 3.8)
     for k, (key, title) in enumerate((("pp", "prompt processing"), ("tg", "decode"))):
         ax = fig.add_subplot(1, 2, k + 1)
-        vals = [b[key]["tokens_per_s"] for b in rows]
-        sds = [b[key].get("sd", 0.0) for b in rows]
-        ax.bar(np.arange(len(rows)), vals, yerr=sds, capsize=3, color="tab:green" if key == "tg" else "tab:cyan")
-        ax.set_xticks(np.arange(len(rows)), labels, fontsize=7)
+        ax.bar(np.arange(len(rows)), [r[key][1] for r in rows], yerr=[r[key][2] for r in rows], capsize=3,
+               color="tab:green" if key == "tg" else "tab:cyan")
+        ax.set_xticks(np.arange(len(rows)), [r["label"] for r in rows], fontsize=7)
         ax.set_ylabel("tokens/s")
-        ax.set_title(f"{title} ({key}{rows[0][key]['n_tokens']})", fontsize=10)
+        ax.set_title(f"{title} ({'/'.join(sorted({r[key][0] for r in rows}))})", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     return _svg(fig)
 
