@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/serve_vs_llama_server.py                        # runs/quickstart/bundle
     .venv/bin/python benchmarks/serve_vs_llama_server.py --bundle /tmp/qs-runs/quickstart/bundle \
         --threads 2 --concurrency 1 4 16 --per-client 3 --max-tokens 64 --rounds 2 --out /tmp/svl.json
+    .venv/bin/python benchmarks/serve_vs_llama_server.py --model other.gguf ...  # same bundle, another GGUF
 
 Needs llama-cpp-python's server extra (`pip install -c requirements.lock -e .[bench]` brings
 sse-starlette, starlette-context, pydantic-settings).
@@ -13,7 +14,8 @@ POST /v1/completions one after another (same prompt, temperature 0, max_tokens N
 generate the same tokens). Servers alternate order round by round, so a burst of someone else's load
 does not always land on the same side.
   llama-server  python -m llama_cpp.server --model GGUF --n_threads T --n_ctx C (one request at a time)
-  smoledge      smoledge serve BUNDLE --threads T --slots 4 --queue Q (T split among the slots)
+  smoledge      smoledge serve BUNDLE --threads T --slots 4 --queue Q (the slots' requests decoded in one
+                batch on T threads)
   direct        llama_cpp.Llama(GGUF, n_threads=T).create_completion in this process, one at a time
                 (no HTTP): smoledge's overhead at c=1 is 1 - smoledge tok/s / direct tok/s.
 Throughput = generated tokens (usage.completion_tokens) / wall time of the whole batch; latency is
@@ -21,7 +23,7 @@ per request, client side. The load average (`uptime`) is recorded next to every 
 2-core VM the numbers move with it. While another job keeps every core busy, llama.cpp with threads
 = all cores collapses (its threads spin at barriers waiting for a descheduled peer): 64 tokens of the
 quickstart took 17 s instead of 0.02 s at --threads 2, on every side alike, so measure such a machine
-with --threads 1 (smoledge's slots then get one thread each, max(1, T // slots)). Targets (issue 9): >= 1.0x llama-server at c=1, > 1.5x at c=4,
+with --threads 1. Targets (issue 9): >= 1.0x llama-server at c=1, > 1.5x at c=4,
 overhead vs direct <= 5% at c=1.
 """
 
@@ -31,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -60,7 +63,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--rounds", type=int, default=1, help="rounds, server order alternating")
     p.add_argument("--out", type=Path, help="write every measurement as JSON here")
+    p.add_argument("--model", type=Path,
+                   help="serve this GGUF instead of the bundle's (a copy of the bundle with it, re-manifested)")
     return p.parse_args(argv)
+
+
+def rebundle(bundle: Path, gguf: Path, out: Path) -> Path:
+    """A copy of `bundle` that serves `gguf`: model swapped, server.json pointed at it, manifest rewritten,
+    so the served model is checked like any packaged one. Per-device targets are dropped (one model)."""
+    from smoledge.io import file_manifest
+    from smoledge.serve.bundle import BUILD_RECORDS, MANIFEST
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(bundle, out, ignore=shutil.ignore_patterns("*.gguf", "onnx*"))
+    shutil.copy2(gguf, out / gguf.name)
+    settings = json.loads((out / "server.json").read_text())
+    settings.update(model_file=gguf.name, backend="llama.cpp", devices={})
+    (out / "server.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"] = file_manifest(out, exclude=(MANIFEST, *BUILD_RECORDS))
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
 
 
 def load_avg() -> float:
@@ -198,10 +221,12 @@ def measure_direct(gguf: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = json.loads((args.bundle / "server.json").read_text())
-    gguf = args.bundle / settings["model_file"]
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "serve_vs_llama_server"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if args.model:
+        args.bundle = rebundle(args.bundle, args.model, log_dir / "bundle")
+    settings = json.loads((args.bundle / "server.json").read_text())
+    gguf = args.bundle / settings["model_file"]
     rows: list[dict[str, Any]] = []
     for r in range(args.rounds):
         sides = [lambda: llama_server(gguf, args.threads, args.n_ctx, log_dir),

@@ -11,20 +11,19 @@ model's end tokens (<|im_end|>, EOS) stop on the token id, user stop strings
 stop on the text, and streamed text never shows a partial stop string or a
 split UTF-8 character.
 
+Decoding is `LlamaEngine`'s (smoledge/serve/llama_engine.py): one llama.cpp context with
+one KV sequence per slot, every running request advanced in the same decode step. This module
+turns its tokens into text and OpenAI's shapes.
+
 Log-probabilities (OpenAI's legacy `logprobs` / `echo`, what lm-evaluation-harness
 scores multiple-choice tasks with) come without `logits_all=True`. That flag would
 make every prompt of every request compute the output layer at every position and
 copy it into an (n_ctx, vocab) float array: on SmolLM2-135M's shape (49k vocabulary)
 the output layer is about a fifth of the prompt compute, and the array is 100 MB at
-n_ctx 512, 400 MB at 2048. Instead:
-  - a generated token's log-probabilities are read from the one row of logits the
-    sampler just used (llama.cpp keeps it until the next decode): free;
-  - with `echo` + `logprobs`, `_score_prompt` decodes the prompt itself with logits
-    requested at every position, SCORE_BATCH positions at a time (so llama.cpp's
-    output buffer stays SCORE_BATCH x vocab), and reduces them to log-probabilities
-    on the spot. The KV cache it fills is handed to `Llama.generate`, which then
-    decodes only the last prompt token again: an echo request costs one prompt pass.
-Requests without logprobs run exactly as before.
+n_ctx 512, 400 MB at 2048. Instead a generated token's log-probabilities are read from
+the one row of logits the sampler used, and echo + logprobs asks the engine for logits
+at every prompt position, a chunk at a time, reduced to log-probabilities on the spot.
+Requests without logprobs compute none.
 
 Constrained output (llama.cpp's GBNF grammars): `Sampling.grammar` (GBNF text) or
 `Sampling.json_schema` (turned into GBNF by llama-cpp-python's converter) is checked
@@ -41,6 +40,7 @@ import codecs
 import json
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -49,13 +49,12 @@ import numpy as np
 
 from smoledge.errors import SmoledgeError
 
-# Prompt positions scored per llama.cpp decode when echo asks for prompt log-probabilities;
-# bounds llama.cpp's logits buffer at SCORE_BATCH x vocab floats (12.6 MB at a 49k vocabulary).
-SCORE_BATCH = 64
 # Limits on a request's grammar. llama.cpp parses GBNF recursively: ~20k nested parentheses or a chain
 # of ~100k rules overflow the thread's stack and kill the process. llama-cpp-python's JSON-schema
 # converter writes `maxLength: N` (maxItems, a pattern's {m,n}...) as N nested optional groups, so
 # a schema's counts are capped first, then the grammar's size and nesting.
+# The Llama object's own context is not decoded in (the engine has one): the smallest that loads.
+UNUSED_CTX = 8
 MAX_GRAMMAR_BYTES = 64 * 1024
 MAX_GRAMMAR_DEPTH = 1000
 MAX_SCHEMA_COUNT = 512
@@ -337,16 +336,23 @@ class LlamaBackend:
         bos_token: str = "",
         eos_token: str = "",
         stop_tokens: list[str] | None = None,
+        slots: int = 1,
     ):
+        """`slots` requests run at once, each on its own KV sequence of n_ctx positions, all on
+        `threads` threads. Give the server's SlotPool this one object `slots` times."""
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from smoledge.serve.llama_engine import LlamaEngine
+
         self._llama_cpp = llama_cpp
         try:
+            # The Llama object is the model, its vocabulary and tokenizer; decoding runs in the
+            # engine's own context, so this one's is kept minimal.
             self.llm = llama_cpp.Llama(
                 model_path=str(model_path),
-                n_ctx=n_ctx,
-                n_batch=min(512, n_ctx),
+                n_ctx=UNUSED_CTX,
+                n_batch=UNUSED_CTX,
                 n_threads=threads,
                 n_threads_batch=threads,
                 verbose=False,
@@ -360,9 +366,12 @@ class LlamaBackend:
         self.threads = threads
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
-        # The batch echo scoring decodes through (one sequence, token ids, not embeddings).
-        self._score_n = min(SCORE_BATCH, self.llm.n_batch)
-        self._score_batch = llama_cpp.llama_batch_init(self._score_n, 0, 1)
+        try:
+            self.engine = LlamaEngine(self.llm, n_seq=slots, n_ctx_seq=n_ctx, threads=threads)
+        except RuntimeError as exc:
+            self.llm.close()
+            raise SmoledgeError(f"{exc} for {model_path}; lower --slots or the context (n_ctx), "
+                                "or free memory") from None
         # A stop token must be one vocabulary entry, else it is not a token of this model.
         self.stop_ids = {self.llm.token_eos()} - {-1}
         for text in stop_tokens or []:
@@ -374,8 +383,9 @@ class LlamaBackend:
             if chat_template
             else None
         )
-        # llama.cpp's context holds one sequence's KV cache: one generation at a time.
-        self._lock = threading.Lock()
+        # Sequences no request holds; the SlotPool never runs more than `slots` requests here.
+        self._free = list(range(slots))
+        self._free_lock = threading.Lock()
 
     # -- prompts --------------------------------------------------------------
 
@@ -482,47 +492,6 @@ class LlamaBackend:
 
     # -- log-probabilities ------------------------------------------------------
 
-    def _score_prompt(self, job: Job) -> LogProbs:
-        """Every prompt token's log-probability given the tokens before it (call with the lock held).
-
-        Decodes the prompt from position 0 with logits at every position, SCORE_BATCH at
-        a time, then records the tokens in the Llama object the way `Llama.eval` does, so
-        the following `generate` reuses this KV cache instead of decoding the prompt again."""
-        llama_cpp, llm, tokens, k = self._llama_cpp, self.llm, job.tokens, job.logprobs or 0
-        llm.reset()  # n_tokens = 0: the Llama object no longer claims a cached prefix
-        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), -1, 0, -1)
-        out = LogProbs(tokens=[self.piece(t) for t in tokens], token_logprobs=[None], top_logprobs=[None])
-        batch = self._score_batch
-        for start in range(0, len(tokens), self._score_n):
-            if job.cancel is not None and job.cancel.is_set():
-                llm.reset()  # the cache holds part of the prompt: claim none of it
-                return out
-            part = tokens[start:start + self._score_n]
-            for i, t in enumerate(part):
-                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, start + i, 1, 1
-                batch.seq_id[i][0] = 0
-            batch.n_tokens = len(part)
-            rc = llama_cpp.llama_decode(llm.ctx, batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode failed with status {rc} while scoring the prompt")
-            # Row i predicts token start+i+1; the last prompt row predicts the first generated token.
-            rows = min(len(part), len(tokens) - 1 - start)
-            if rows <= 0:
-                break
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(len(part), self.n_vocab))
-            logp = log_softmax(logits[:rows])  # (rows, V)
-            targets = np.asarray(tokens[start + 1:start + 1 + rows])  # (rows,)
-            chosen = logp[np.arange(rows), targets]  # (rows,)
-            top_ids, top_vals = top_alternatives(logp, k)  # (rows, k)
-            for j in range(rows):
-                out.token_logprobs.append(float(chosen[j]))
-                out.top_logprobs.append(self._top_dict(int(targets[j]), float(chosen[j]), top_ids[j], top_vals[j]))
-        n = len(tokens)
-        llm.input_ids[:n] = tokens
-        llm.n_tokens = n
-        out.text_offset = self._offsets(tokens, skip_first=job.added_bos, special=True)
-        return out
-
     def _top_dict(self, token: int, logprob: float, ids: np.ndarray, vals: np.ndarray) -> dict[str, float]:
         """{text: logprob} for the top alternatives and the token itself (OpenAI: up to logprobs+1 entries).
 
@@ -544,64 +513,77 @@ class LlamaBackend:
                 at += len(decoder.decode(self.llm.detokenize([t], special=special)))
         return offsets
 
-    def _last_logprobs(self, token: int, k: int) -> tuple[float, dict[str, float]]:
-        """log-probability of the token just sampled, from the logits row the sampler used."""
-        row = np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
-        logp = log_softmax(row[None, :])  # (1, V)
-        ids, vals = top_alternatives(logp, k)
-        chosen = float(logp[0, token])
-        return chosen, self._top_dict(token, chosen, ids[0], vals[0])
+    def _prompt_logprobs(self, job: Job, scores: Any) -> LogProbs:
+        """OpenAI's echo logprobs from the engine's prompt Scores (tokens 1..; token 0 has no context)."""
+        top = [self._top_dict(int(t), lp, ids, vals)
+               for t, lp, ids, vals in zip(job.tokens[1:], scores.chosen, scores.top_ids, scores.top_vals)]
+        n = 1 + len(scores.chosen)  # fewer than the prompt when the request was cancelled while reading it
+        return LogProbs(tokens=[self.piece(t) for t in job.tokens[:n]], token_logprobs=[None, *scores.chosen],
+                        top_logprobs=[None, *top],
+                        text_offset=self._offsets(job.tokens[:n], skip_first=job.added_bos, special=True))
 
     # -- generation -----------------------------------------------------------
+
+    @contextmanager
+    def _request(self, job: Job, score_prompt: bool) -> Iterator[Any]:
+        """Submit `job` to the engine on a free sequence (the one caching the longest prefix of its
+        prompt); on the way out, stop it if still running and wait for the engine to let go of it."""
+        from smoledge.serve.llama_engine import EngineJob
+
+        with self._free_lock:
+            seq = max(self._free, key=lambda q: _common_prefix(self.engine.cached[q], job.tokens))
+            self._free.remove(seq)
+        s = job.sampling
+        request = self.engine.submit(EngineJob(
+            seq=seq, tokens=job.tokens, max_tokens=job.max_tokens, temperature=s.temperature, top_p=s.top_p,
+            seed=s.seed % (1 << 32) if s.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED,
+            grammar=job.grammar, logprobs=job.logprobs, score_prompt=score_prompt,
+            stop_ids=frozenset(self.stop_ids), also_cancel=job.cancel))
+        try:
+            yield request
+        finally:
+            request.stop()
+            with self._free_lock:
+                self._free.append(seq)
 
     def stream(self, job: Job) -> Iterator[Chunk]:
         """Yield text pieces as they are decoded; the last chunk carries finish_reason.
 
-        Streams carry no log-probabilities and no echo (the server refuses those with stream).
-        The lock is a plain Lock, not an RLock: the server advances this generator from
-        different worker threads, and only a plain Lock may be released by another thread."""
-        with self._lock:
-            yield from self._run(job, None)
+        Streams carry no log-probabilities and no echo (the server refuses those with stream)."""
+        with self._request(job, score_prompt=False) as request:
+            yield from self._run(job, request, None)
 
-    def _run(self, job: Job, trace: list[tuple[int, float, dict[str, float]]] | None) -> Iterator[Chunk]:
-        """The generation loop (call with the lock held); appends (token, logprob, alternatives)
-        per generated token to `trace`."""
-        s = job.sampling
-        if job.max_tokens == 0:
-            yield Chunk("", "length", 0)
-            return
-        seed = s.seed % (1 << 32) if s.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
-        self.llm.set_seed(seed)
-        out = StopText(s.stop)
+    def _run(self, job: Job, request: Any, trace: list[tuple[int, float, dict[str, float]]] | None) -> Iterator[Chunk]:
+        """Text from the engine's tokens; appends (token, logprob, alternatives) per generated token to `trace`."""
+        from smoledge.serve.llama_engine import Done
+
+        out = StopText(job.sampling.stop)
         n, finish = 0, "length"
-        # top_k=0, min_p=0, typical_p=1: only temperature and top_p shape
-        # the distribution, as in the OpenAI API.
-        grammar = self._llama_cpp.LlamaGrammar.from_string(job.grammar) if job.grammar else None
-        tokens = self.llm.generate(
-            job.tokens, temp=s.temperature, top_p=s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
-            repeat_penalty=1.0, grammar=grammar,
-        )
-        try:
-            for token in tokens:
-                if job.cancel is not None and job.cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if token in self.stop_ids or self._llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                    finish = "stop"
-                    break
-                if trace is not None:
-                    trace.append((token, *self._last_logprobs(token, job.logprobs or 0)))
-                n += 1
-                if out.add(self.llm.detokenize([token])):
-                    finish = "stop"
-                    break
-                if n >= job.max_tokens:
-                    out.flush()
-                    break
-                if piece := out.ready():
-                    yield Chunk(piece, None, n)
-        finally:
-            tokens.close()
+        for event in request.events():
+            if isinstance(event, Done):
+                if event.reason == "error":
+                    raise RuntimeError(event.error)
+                finish = event.reason
+                break
+            if job.cancel is not None and job.cancel.is_set():
+                finish = "cancelled"
+                break
+            token = event.id
+            if token in self.stop_ids or self._llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                finish = "stop"
+                break
+            if trace is not None:
+                trace.append((token, event.logprob,
+                              self._top_dict(token, event.logprob, event.top_ids, event.top_vals)))
+            n += 1
+            if out.add(self.llm.detokenize([token])):
+                finish = "stop"
+                break
+            if n >= job.max_tokens:
+                out.flush()
+                break
+            if piece := out.ready():
+                yield Chunk(piece, None, n)
         yield Chunk(out.rest(), finish, n)
 
     def complete(self, job: Job) -> Completion:
@@ -614,13 +596,12 @@ class LlamaBackend:
             return Completion(job.prompt_text + text if job.echo else text, last.finish_reason or "length",
                               len(job.tokens), last.completion_tokens)
         trace: list[tuple[int, float, dict[str, float]]] = []
-        # The prompt is scored and then generated from under one hold of the lock: the scoring
-        # leaves the prompt in the KV cache for the generation.
-        with self._lock:
-            prompt = self._score_prompt(job) if job.echo else None
-            if job.cancel is not None and job.cancel.is_set():
-                return Completion("", "cancelled", len(job.tokens), 0, prompt)
-            chunks = list(self._run(job, trace))
+        with self._request(job, score_prompt=job.echo) as request:
+            chunks = list(self._run(job, request, trace))
+        scores = request.done.prompt_scores
+        prompt = self._prompt_logprobs(job, scores) if scores is not None else None
+        if job.cancel is not None and job.cancel.is_set():
+            return Completion("", "cancelled", len(job.tokens), 0, prompt)
         text, last = "".join(c.text for c in chunks), chunks[-1]
         head = job.prompt_text if job.echo else ""
         # OpenAI counts completion offsets after the prompt even without echo.
@@ -638,5 +619,14 @@ class LlamaBackend:
                           logprobs)
 
     def close(self) -> None:
-        self._llama_cpp.llama_batch_free(self._score_batch)
+        self.engine.close()
         self.llm.close()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

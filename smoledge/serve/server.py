@@ -23,7 +23,8 @@ Both generation endpoints take `response_format` ({"type": "json_object"} or
 {"type": "json_schema", "json_schema": {"schema": {...}}}) and `grammar`
 (GBNF, llama.cpp's extension field) for constrained output.
 
-Load: `--slots N` requests generate at once (N model contexts, see slots.py);
+Load: `--slots N` requests generate at once (llama.cpp: N KV sequences of one
+context decoded in one batch, see llama_engine.py; onnxruntime: N KV caches);
 `--queue M` more wait for a slot, and the one after gets a 429 with
 Retry-After at once. A request whose client disconnects is stopped at the
 next token; one that runs past `--request-timeout` is stopped and answered
@@ -258,25 +259,15 @@ class DetokenizeRequest(BaseModel):
 
 
 def llama_backends(bundle: Bundle, n_ctx: int, threads: int, model_path: Path | None = None) -> BackendFactory:
-    """N independent llama.cpp contexts over `model_path` (default: the bundle's default GGUF); the threads
-    are split among them so that N requests at once do not oversubscribe the cores (the weights are
-    mmapped: the page cache holds them once, each context adds its KV cache and compute buffers)."""
+    """One llama.cpp backend over `model_path` (default: the bundle's default GGUF) decoding every slot's
+    request in the same batch on all `threads`, once per slot (see smoledge/serve/llama_engine.py)."""
     s = bundle.settings
 
     def make(slots: int) -> list[Backend]:
-        backends: list[Backend] = []
-        try:
-            for _ in range(slots):
-                backends.append(LlamaBackend(
-                    model_path or bundle.model_path, n_ctx=n_ctx, threads=max(1, threads // slots),
-                    chat_template=s.chat_template, bos_token=s.bos_token, eos_token=s.eos_token,
-                    stop_tokens=s.stop_tokens,
-                ))
-        except BaseException:
-            for b in backends:
-                b.close()
-            raise
-        return backends
+        backend = LlamaBackend(model_path or bundle.model_path, n_ctx=n_ctx, threads=threads,
+                               chat_template=s.chat_template, bos_token=s.bos_token, eos_token=s.eos_token,
+                               stop_tokens=s.stop_tokens, slots=slots)
+        return [backend] * slots
 
     return make
 
