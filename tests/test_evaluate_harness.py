@@ -109,7 +109,7 @@ def test_echo_logprobs_match_llama_cpp(server: str, reference, hf_tokenizer) -> 
     assert choice["text"] == hf_tokenizer.decode(ids)
     got = np.array(choice["logprobs"]["token_logprobs"][1:], dtype=np.float64)
     np.testing.assert_allclose(got, reference(ids), atol=1e-3)
-    # More than SCORE_BATCH (64) positions: the prompt is scored across several decodes.
+    # More than ECHO_CHUNK (64) positions: the prompt is scored across several decodes.
     long_ids = (ids * 20)[:300]
     long = post(server, prompt=long_ids, echo=True, logprobs=0, max_tokens=0)["choices"][0]["logprobs"]
     np.testing.assert_allclose(np.array(long["token_logprobs"][1:]), reference(long_ids), atol=1e-3)

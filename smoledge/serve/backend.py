@@ -43,7 +43,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -274,6 +274,36 @@ class StopText:
         """Everything not sent yet (the generation is over)."""
         out, self.sent = self.text[self.sent:], len(self.text)
         return out
+
+
+def text_completion(job: Job, chunks: list[Chunk]) -> Completion:
+    """A job's generated chunks as a Completion without log-probabilities (echo: the prompt first)."""
+    text, last = "".join(c.text for c in chunks), chunks[-1]
+    return Completion(job.prompt_text + text if job.echo else text, last.finish_reason or "length",
+                      len(job.tokens), last.completion_tokens)
+
+
+def logprob_completion(job: Job, chunks: list[Chunk], trace: list[tuple[int, float, dict[str, float]]],
+                       prompt: LogProbs | None, piece: Callable[[int], str],
+                       offsets: Callable[[list[int], int], list[int]]) -> Completion:
+    """A Completion with the prompt's (echo) and the generated tokens' log-probabilities.
+
+    `trace`: (token, logprob, alternatives) per generated token; `offsets(ids, start)`: where each
+    generated token's text starts, as the backend's generation loop decodes it."""
+    text, last = "".join(c.text for c in chunks), chunks[-1]
+    head = job.prompt_text if job.echo else ""
+    # OpenAI counts completion offsets after the prompt even without echo.
+    start = len(job.prompt_text)
+    ids = [t for t, _, _ in trace]
+    at = offsets(ids, start)
+    # A stop string cuts the text: keep the tokens whose text starts before the cut.
+    keep = sum(1 for o in at if o < start + len(text))
+    generated = LogProbs(tokens=[piece(t) for t in ids[:keep]], token_logprobs=[lp for _, lp, _ in trace[:keep]],
+                         top_logprobs=[top for _, _, top in trace[:keep]], text_offset=at[:keep])
+    logprobs = prompt or LogProbs()
+    logprobs.extend(generated)
+    return Completion(head + text, last.finish_reason or "length", len(job.tokens), last.completion_tokens,
+                      logprobs)
 
 
 def checked_token_ids(prompt: list[int], n_vocab: int) -> list[int]:
@@ -589,12 +619,7 @@ class LlamaBackend:
     def complete(self, job: Job) -> Completion:
         """Run a job to the end; with echo the text starts with the prompt, with logprobs they come along."""
         if job.logprobs is None:
-            pieces, last = [], Chunk("")
-            for last in self.stream(job):
-                pieces.append(last.text)
-            text = "".join(pieces)
-            return Completion(job.prompt_text + text if job.echo else text, last.finish_reason or "length",
-                              len(job.tokens), last.completion_tokens)
+            return text_completion(job, list(self.stream(job)))
         trace: list[tuple[int, float, dict[str, float]]] = []
         with self._request(job, score_prompt=job.echo) as request:
             chunks = list(self._run(job, request, trace))
@@ -602,21 +627,8 @@ class LlamaBackend:
         prompt = self._prompt_logprobs(job, scores) if scores is not None else None
         if job.cancel is not None and job.cancel.is_set():
             return Completion("", "cancelled", len(job.tokens), 0, prompt)
-        text, last = "".join(c.text for c in chunks), chunks[-1]
-        head = job.prompt_text if job.echo else ""
-        # OpenAI counts completion offsets after the prompt even without echo.
-        start = len(job.prompt_text)
-        ids = [t for t, _, _ in trace]
-        offsets = self._offsets(ids, skip_first=False, special=False, start=start)
-        # A stop string cuts the text: keep the tokens whose text starts before the cut.
-        keep = sum(1 for o in offsets if o < start + len(text))
-        generated = LogProbs(tokens=[self.piece(t) for t in ids[:keep]],
-                             token_logprobs=[lp for _, lp, _ in trace[:keep]],
-                             top_logprobs=[top for _, _, top in trace[:keep]], text_offset=offsets[:keep])
-        logprobs = prompt or LogProbs()
-        logprobs.extend(generated)
-        return Completion(head + text, last.finish_reason or "length", len(job.tokens), last.completion_tokens,
-                          logprobs)
+        return logprob_completion(job, chunks, trace, prompt, self.piece,
+                                  lambda ids, start: self._offsets(ids, skip_first=False, special=False, start=start))
 
     def close(self) -> None:
         self.engine.close()

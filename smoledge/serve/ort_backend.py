@@ -61,14 +61,16 @@ from smoledge.serve.backend import (
     checked_token_ids,
     generation_budget,
     log_softmax,
+    logprob_completion,
+    text_completion,
     top_alternatives,
 )
 from smoledge.serve.chat_template import ChatTemplate, ChatTemplateError
 from smoledge.serve.ort_decoder import OrtDecoder
 
 # Prompt positions per onnxruntime call: the graph returns logits for every position it is fed, so this
-# bounds that array at PREFILL_CHUNK x vocab floats (12.6 MB at a 49k vocabulary), as SCORE_BATCH does
-# for llama.cpp.
+# bounds that array at PREFILL_CHUNK x vocab floats (12.6 MB at a 49k vocabulary), as ECHO_CHUNK does
+# for llama.cpp (llama_engine.py).
 PREFILL_CHUNK = 64
 
 
@@ -355,10 +357,7 @@ class OrtBackend:
     def complete(self, job: Job) -> Completion:
         """Run a job to the end; with echo the text starts with the prompt, with logprobs they come along."""
         if job.logprobs is None:
-            chunks = list(self.stream(job))
-            text = "".join(c.text for c in chunks)
-            return Completion(job.prompt_text + text if job.echo else text, chunks[-1].finish_reason or "length",
-                              len(job.tokens), chunks[-1].completion_tokens)
+            return text_completion(job, list(self.stream(job)))
         trace: list[tuple[int, float, dict[str, float]]] = []
         prompt = None
         if job.echo:
@@ -370,21 +369,8 @@ class OrtBackend:
             chunks = list(self._generate(dec, job, logits, trace)) if job.max_tokens else [Chunk("", "length", 0)]
         if prompt is not None:
             prompt.text_offset = self._offsets(job.tokens, job.added_bos, self._piece_bytes)
-        text, last = "".join(c.text for c in chunks), chunks[-1]
-        head = job.prompt_text if job.echo else ""
-        # OpenAI counts completion offsets after the prompt even without echo.
-        start = len(job.prompt_text)
-        ids = [t for t, _, _ in trace]
-        offsets = self._offsets(ids, False, self._text_bytes, start=start)
-        # A stop string cuts the text: keep the tokens whose text starts before the cut.
-        keep = sum(1 for o in offsets if o < start + len(text))
-        generated = LogProbs(tokens=[self.piece(t) for t in ids[:keep]],
-                             token_logprobs=[lp for _, lp, _ in trace[:keep]],
-                             top_logprobs=[top for _, _, top in trace[:keep]], text_offset=offsets[:keep])
-        logprobs = prompt or LogProbs()
-        logprobs.extend(generated)
-        return Completion(head + text, last.finish_reason or "length", len(job.tokens), last.completion_tokens,
-                          logprobs)
+        return logprob_completion(job, chunks, trace, prompt, self.piece,
+                                  lambda ids, start: self._offsets(ids, False, self._text_bytes, start=start))
 
     def close(self) -> None:
         """Drop the sessions and caches (onnxruntime frees them with the last reference)."""
