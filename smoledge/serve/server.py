@@ -100,11 +100,53 @@ def _error_response(status: int, message: str, type_: str, param: str | None = N
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# -- documented answers (OpenAPI) -----------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, the body of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes a route can answer, so that clients and fuzzers know them."""
+    what = {
+        400: "invalid request: a bad field, a prompt + max_tokens over the context, an unusable grammar",
+        401: "missing or wrong API key (the server was started with --api-key)",
+        404: "no such model",
+        413: "request body over the server's limit",
+        429: "every slot busy and the queue full; retry after Retry-After seconds",
+        503: "model loading or failed, shutting down, or no slot came free in time; retry after Retry-After",
+        504: "the request ran past the server's --request-timeout",
+    }
+    retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return {c: {"model": ErrorBody, "description": what[c], **({"headers": retry} if c in (429, 503) else {})}
+            for c in codes}
+
+
+# Every route but the probes takes the API key and the body limit.
+GUARDED = (401, 413)
+GENERATION: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the completion (JSON), or with stream: true its chunks as server-sent events",
+          "content": {"application/json": {"schema": {"type": "object"}},
+                      "text/event-stream": {}}},  # data: one JSON chunk per event, then [DONE]
+    **_answers(400, 404, 429, 503, 504, *GUARDED),
+}
+
+
 # -- request bodies ---------------------------------------------------------------
 
 
 class JSONSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     name: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
@@ -112,7 +154,7 @@ class JSONSchemaFormat(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
@@ -123,7 +165,8 @@ class ResponseFormat(BaseModel):
 class _Base(BaseModel):
     # Clients send many optional OpenAI fields (user, logit_bias...); the ones
     # that would change the result and are not supported are rejected below.
-    model_config = ConfigDict(extra="ignore")
+    # Strict: a "5" or a 0 is not taken for 5 or false (the schema says integer, boolean).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -131,7 +174,7 @@ class _Base(BaseModel):
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int | None = None
+    n: int | None = Field(None, json_schema_extra={"minimum": 1, "maximum": 1})  # checked by _n, clearer message
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
@@ -193,11 +236,11 @@ class CompletionRequest(_Base):
     max_tokens: int | None = Field(None, ge=0)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
-    suffix: str | None = None
+    suffix: str | None = Field(None, json_schema_extra={"maxLength": 0})  # no fill-in-the-middle: refused below
 
     def prompts(self) -> list[str | list[int]]:
         """The request's prompts; raises a 400 for what this server does not do."""
-        if self.suffix is not None:
+        if self.suffix:
             raise APIError(400, "suffix is not supported (it needs a fill-in-the-middle model)", param="suffix")
         if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
             prompts: list[str | list[int]] = [self.prompt]  # type: ignore[list-item]
@@ -220,11 +263,15 @@ class CompletionRequest(_Base):
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
 
@@ -237,13 +284,15 @@ class ChatMessage(BaseModel):
 class ChatRequest(_Base):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    tools: list[Any] | None = None
+    tools: list[Any] | None = Field(None, json_schema_extra={"maxItems": 0})  # refused by the route, clearer message
 
     def limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
 class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     content: str
     add_special: bool = False
     """Add the BOS token the model's prompts start with (llama.cpp server's default: no)."""
@@ -252,7 +301,9 @@ class TokenizeRequest(BaseModel):
 
 
 class DetokenizeRequest(BaseModel):
-    tokens: list[int]
+    model_config = ConfigDict(strict=True)
+
+    tokens: list[int] = Field(json_schema_extra={"items": {"type": "integer", "minimum": 0}})
 
 
 # -- app --------------------------------------------------------------------------
@@ -513,7 +564,7 @@ def create_app(cfg: ServeConfig, backend_factory: BackendFactory | None = None) 
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", responses={503: {"description": "loading, failed to load, or draining"}})
     def ready() -> JSONResponse:
         if state.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
@@ -522,23 +573,23 @@ def create_app(cfg: ServeConfig, backend_factory: BackendFactory | None = None) 
         body = {"status": "failed", "error": state.error} if state.error else {"status": "loading"}
         return JSONResponse(body, status_code=503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=_answers(*GUARDED))
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
 
     def model_card() -> dict[str, Any]:
         return {"id": state.settings.model_id, "object": "model", "created": state.created, "owned_by": "smoledge"}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=_answers(*GUARDED))
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{model_id}")
+    @app.get("/v1/models/{model_id}", responses=_answers(404, *GUARDED))
     def model(model_id: str) -> dict[str, Any]:
         state.check_model(model_id)
         return model_card()
 
-    @app.post("/tokenize")
+    @app.post("/tokenize", responses=_answers(400, 503, *GUARDED))
     async def tokenize(req: TokenizeRequest) -> dict[str, Any]:
         backend = state.ready_backend()
         tokens = await run_in_threadpool(_call, backend.tokenize, req.content, req.add_special)
@@ -546,12 +597,12 @@ def create_app(cfg: ServeConfig, backend_factory: BackendFactory | None = None) 
             return {"tokens": [{"id": t, "piece": backend.piece(t)} for t in tokens]}
         return {"tokens": tokens}
 
-    @app.post("/detokenize")
+    @app.post("/detokenize", responses=_answers(400, 503, *GUARDED))
     async def detokenize(req: DetokenizeRequest) -> dict[str, str]:
         backend = state.ready_backend()
         return {"content": await run_in_threadpool(_call, backend.detokenize, req.tokens)}
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=None, responses=GENERATION)
     async def completions(req: CompletionRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         state.check_model(req.model)
         backend = state.ready_backend()
@@ -581,7 +632,7 @@ def create_app(cfg: ServeConfig, backend_factory: BackendFactory | None = None) 
         usage = _usage(sum(o.prompt_tokens for o in outs), sum(o.completion_tokens for o in outs))
         return {**head, "choices": choices, "usage": usage}
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=GENERATION)
     async def chat(req: ChatRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         state.check_model(req.model)
         if req.tools:
