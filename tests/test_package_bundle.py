@@ -19,7 +19,7 @@ from typing import Callable
 
 import pytest
 from test_package_stage import NAME, fake_export_run, package
-from test_serve_api import REPO, free_port
+from test_serve_api import REPO, free_port, start_server, stop_server
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json
@@ -187,6 +187,18 @@ def test_archive_loads_and_verifies(packaged) -> None:
     run_dir, _, _ = packaged
     b = load_bundle(run_dir / "bundle.tar.gz")
     assert b.dir.name == TOP and b.target(ONNX_DEVICE).model_path.is_dir()
+
+
+def test_serving_the_archive_leaves_no_unpacked_copy_after_sigterm(packaged, tmp_path: Path) -> None:
+    """uvicorn ends a SIGTERM shutdown by re-raising the signal, which skips atexit hooks: the server
+    itself must remove the copy it unpacked, or every restart of the unit leaves a model-sized dir."""
+    run_dir, _, _ = packaged
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc, url = start_server(run_dir / "bundle.tar.gz", env)
+    assert len(list(tmp_path.glob("smoledge-bundle-*"))) == 1  # unpacked while it serves
+    log = stop_server(proc)
+    assert "Application shutdown complete" in log, log
+    assert not list(tmp_path.glob("smoledge-bundle-*"))
 
 
 # -- tampering -------------------------------------------------------------------------------------

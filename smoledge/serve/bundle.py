@@ -185,6 +185,14 @@ class Bundle:
     """Parsed manifest.json."""
     settings: ServerSettings
     """Parsed server.json."""
+    unpacked: Path | None = None
+    """The temp dir a .tar.gz bundle was unpacked into; None for a bundle directory."""
+
+    def remove_unpacked(self) -> None:
+        """Delete the unpacked copy now. A server stopped by SIGTERM ends by re-raising the signal, and
+        a process killed by a signal runs no atexit hook: without this each restart would leave one."""
+        if self.unpacked is not None:
+            shutil.rmtree(self.unpacked, ignore_errors=True)
 
     @property
     def model_path(self) -> Path:
@@ -298,8 +306,8 @@ def member_problem(m: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _extract(archive: Path) -> Path:
-    """Unpack a .tar.gz bundle into a private temp dir (removed at exit); return the bundle dir.
+def _extract(archive: Path) -> tuple[Path, Path]:
+    """Unpack a .tar.gz bundle into a private temp dir (removed at exit); return (temp dir, bundle dir).
 
     One streaming pass: each member is checked before it is written, and the first bad one stops the
     unpacking and removes the temp dir, so nothing of a refused archive stays on disk (and nothing is
@@ -334,10 +342,10 @@ def _extract(archive: Path) -> Path:
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # truncated or corrupted: EOFError, zlib.error
         raise refuse(f"cannot unpack the bundle archive ({type(exc).__name__}: {exc})") from None
     if (tmp / MANIFEST).is_file():
-        return tmp
+        return tmp, tmp
     subdirs = [p for p in tmp.iterdir() if p.is_dir()]
     if len(subdirs) == 1 and (subdirs[0] / MANIFEST).is_file():
-        return subdirs[0]
+        return tmp, subdirs[0]
     raise refuse(f"no {MANIFEST} at the top of the archive")
 
 
@@ -346,7 +354,7 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     if not path.exists():
         raise SmoledgeError(f"bundle {path} does not exist; build one with `smoledge package <recipe>`")
-    root = _extract(path) if path.is_file() else path
+    unpacked, root = _extract(path) if path.is_file() else (None, path)
     manifest = _read_json(root / MANIFEST, "the manifest")
     if manifest.get("format") != MANIFEST_FORMAT:
         raise SmoledgeError(
@@ -364,4 +372,4 @@ def load_bundle(path: str | Path) -> Bundle:
         wanted = [model] if backend == LLAMA_CPP else [f"{model}/{g}" for g in ONNX_GRAPHS]
         if not any(w in manifest["files"] for w in wanted):
             raise SmoledgeError(f"{root / SERVER}: {key} '{model}' ({backend}) is not in the bundle; {REFETCH}")
-    return Bundle(dir=root, manifest=manifest, settings=settings)  # type: ignore[arg-type]
+    return Bundle(dir=root, manifest=manifest, settings=settings, unpacked=unpacked)  # type: ignore[arg-type]

@@ -521,6 +521,7 @@ def create_app(cfg: ServeConfig, backend_factory: BackendFactory | None = None) 
                       "exiting without closing their model contexts", file=sys.stderr, flush=True)
             for backend in pool.close():
                 backend.close()
+        bundle.remove_unpacked()
 
     app = FastAPI(title="smoledge", version=_version(), lifespan=lifespan)
     app.state.smoledge = state
@@ -782,8 +783,7 @@ def run(cfg: ServeConfig) -> None:
     state.on_load_failure = stop
     s, t = state.settings, state.target
     auth = f"{app.state.api_keys} API key(s)" if app.state.api_keys else "no API key"
-    threads = f"{state.threads} threads shared" if t.backend == ONNXRUNTIME else \
-        f"{max(1, state.threads // state.slots)} threads each"
+    threads = f"{state.threads} threads shared"
     device = f" for {t.device}" if t.device else ""
     print(
         f"smoledge: serving '{s.model_id}' ({t.model_path.name} on {t.backend}{device}, n_ctx {state.n_ctx}, "
