@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the model evaluate selected for this target device (server.json devices), with its "
                         "backend (llama.cpp or onnxruntime), threads and context (default: the bundle's default GGUF)")
     p.add_argument("--slots", type=int, default=None,
-                   help="requests generated at once, one model context each; --threads is split among them "
-                        "(default: the bundle's, 1)")
+                   help="requests generated at once, decoded together in one batch on all --threads (a KV "
+                        "cache of --n-ctx each) (default: the bundle's, 1)")
     p.add_argument("--queue", type=int, default=None,
                    help="requests that may wait for a slot; beyond them a 429 with Retry-After (default: the "
                         "bundle's, 8)")

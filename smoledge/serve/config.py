@@ -33,7 +33,7 @@ class ServeConfig:
     """A target device of the bundle (server.json devices): serve the model evaluate selected for it, with its
     backend, threads and context; None: the bundle's default model (llama.cpp)."""
     slots: int | None = None
-    """Requests generated at the same time (one model context each); None: server.json's (1 by default)."""
+    """Requests generated at the same time (decoded in one batch, a KV cache each); None: server.json's (1 by default)."""
     queue: int | None = None
     """Requests that may wait for a slot before the next one gets a 429; None: server.json's (8)."""
     request_timeout: float | None = None
