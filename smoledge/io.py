@@ -7,6 +7,7 @@ a temporary name in the same directory, fsynced, then renamed into place.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -127,3 +128,19 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise SmoledgeError(f"{where}: expected a JSON object, got {type(row).__name__}")
             yield where, row
+
+
+@contextlib.contextmanager
+def exclusive_dir(path: str | Path, busy: str) -> Iterator[None]:
+    """Hold an advisory lock on `path`/.lock (created with the dir) for the block; another holder
+    makes this raise SmoledgeError(busy) at once instead of two processes writing one dir."""
+    from smoledge.errors import SmoledgeError
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SmoledgeError(busy) from None
+        yield

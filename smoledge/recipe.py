@@ -20,6 +20,7 @@ from smoledge.evaluate.config import EvaluateConfig
 from smoledge.export.config import ExportConfig
 from smoledge.model.config import ModelConfig
 from smoledge.package.config import PackageConfig
+from smoledge.sweep.config import SweepSpec
 from smoledge.train.config import DistillConfig, PretrainConfig
 
 
@@ -57,6 +58,8 @@ class Recipe(Section):
     """Target device profiles (names in devices/ or paths)."""
     package: PackageConfig = field(default_factory=PackageConfig)
     """Deployable bundle."""
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    """Search space of `smoledge sweep` (no stage reads it: editing it re-runs nothing)."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

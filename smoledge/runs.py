@@ -21,7 +21,6 @@ otherwise the directory is cleared first.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import io
@@ -35,9 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from smoledge.io import atomic_write_json, sha256_file
+from smoledge.io import atomic_write_json, exclusive_dir, sha256_file
 from smoledge.progress import Progress
 
 RECORD = "stage.json"
@@ -210,19 +209,6 @@ def _plain(v: Any) -> Any:
     return v.to_dict() if hasattr(v, "to_dict") else v
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"another smoledge build is using {run_dir}; wait for it or use a different recipe name"
-            ) from None
-        yield
-
-
 def _prepare_dir(stage_dir: Path, fingerprint: str) -> bool:
     """Make the stage dir ready; True when resuming an interrupted attempt."""
     marker = stage_dir / INPROGRESS
@@ -309,7 +295,8 @@ def build(
     with contextlib.ExitStack() as stack:
         stack.callback(ranks.close)
         if ranks.is_main:
-            stack.enter_context(_run_lock(run_dir))
+            stack.enter_context(exclusive_dir(
+                run_dir, f"another smoledge build is using {run_dir}; wait for it or use a different recipe name"))
         for i, s in enumerate(stages, 1):
             module = importlib.import_module(s.module)
             label = f"[{i}/{len(stages)}] {s.name}"

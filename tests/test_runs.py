@@ -9,7 +9,9 @@ import pytest
 import toy_stages
 
 from smoledge.recipe import Recipe
-from smoledge.runs import RECORD, _run_lock, build, summary_table
+from smoledge.errors import SmoledgeError
+from smoledge.io import exclusive_dir
+from smoledge.runs import RECORD, build, summary_table
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +123,8 @@ def test_a_forced_stage_reruns_downstream_only_when_its_files_change(tmp_path: P
 
 
 def test_concurrent_build_refused(tmp_path: Path) -> None:
-    with _run_lock(tmp_path / "toy"):
-        with pytest.raises(RuntimeError, match="another smoledge build is using"):
+    with exclusive_dir(tmp_path / "toy", "held by this test"):
+        with pytest.raises(SmoledgeError, match="another smoledge build is using"):
             _build(Recipe(name="toy"), tmp_path)
 
 
