@@ -4,6 +4,8 @@
     smoledge build build/quickstart.yaml --set pretrain.max_steps=50
     smoledge serve runs/quickstart/bundle
     smoledge bench runs/quickstart/bundle --device x86_64-avx2-laptop
+    smoledge sweep build/quickstart.yaml --grid pretrain.lr=1e-3,3e-3,1e-2 --grid pretrain.optimizer=adamw,muon
+    smoledge scaling fit runs/quickstart/sweep/results.csv --holdout-largest
 
 Nothing heavy is imported here: `serve` and `bench` must start on a board
 that has no torch or transformers.
@@ -98,6 +100,60 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from smoledge.evaluate.report import write_report
 
     print(write_report(Path(args.run)))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from smoledge.config import ConfigError
+    from smoledge.errors import SmoledgeError
+    from smoledge.sweep.config import SweepConfig
+    from smoledge.sweep.space import parse_grid, parse_range
+
+    params: dict = {}
+    for text in args.grid:
+        key, values = parse_grid(text)
+        params[key] = values
+    for text in args.range:
+        key, bounds = parse_range(text)
+        params[key] = bounds
+    if args.range and args.random is None:
+        raise ConfigError("--range draws random points; add --random N (how many)")
+    cfg = SweepConfig(recipe=args.recipe, overrides=args.overrides, params=params,
+                      method="random" if args.random is not None else ("grid" if args.grid else None),
+                      trials=args.random, seed=args.seed, out=args.out, runs_dir=args.runs_dir,
+                      retry_failed=args.retry_failed)
+    if args.dry_run:
+        from smoledge.sweep.runner import make_plan
+
+        _, spec, plan, target = make_plan(cfg)
+        print(f"{len(plan)} points ({spec.method}), each trained up to {target}:")
+        for p in plan:
+            print(f"  {p.id}  {p.label()}")
+        return 0
+    from smoledge.sweep.results import text_table
+    from smoledge.sweep.runner import run_sweep
+
+    result = run_sweep(cfg)
+    print(text_table(result.rows, result.swept))
+    print(f"\ntable:  {result.table}\n        {result.parquet}")
+    print(f"plots:  {result.plots['lr']}\n        {result.plots['compute']}")
+    if result.best is None:
+        raise SmoledgeError(f"every point failed (see the error column of {result.table}); nothing to pick")
+    print(f"best:   {result.best['point']} {result.best.get('val_loss'):.4f} val_loss -> {result.best_recipe}")
+    return 0
+
+
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    from smoledge.sweep.scaling import FitConfig
+    from smoledge.sweep.scaling_run import ScalingFitConfig, parse_pair, run, summary
+
+    cfg = ScalingFitConfig(table=args.table, out=args.out, loss=args.loss, holdout=args.holdout,
+                           holdout_largest=args.holdout_largest, predict=[parse_pair(t) for t in args.predict],
+                           target=args.target,
+                           target_overrides=args.target_overrides, target_stage=args.target_stage,
+                           compute=args.compute,
+                           fit=FitConfig(bootstrap=args.bootstrap, ci=args.ci, seed=args.seed, starts=args.starts))
+    print(summary(run(cfg)))
     return 0
 
 
@@ -243,6 +299,89 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run directory (runs/<recipe name>)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "sweep", help="grid or random search over recipe fields: small proxy trainings, table, plots, best recipe",
+        formatter_class=fmt,
+        description="Train one small proxy of the recipe (curate, train-tokenizer, pretrain; distill when "
+                    "student/distill keys are swept) per point, one after another on all local cores. Axes come "
+                    "from the recipe's `sweep:` section, or from --grid/--range, which replace them. "
+                    "Finished points are recorded and never re-run; an interrupted one resumes. Writes "
+                    "results.csv/.parquet, lr.png, compute.png, best.yaml (the recipe with the best values) and "
+                    "manifest.json into the sweep directory.",
+        epilog=_examples(
+            "smoledge sweep build/quickstart.yaml --set pretrain.max_steps=60 \\",
+            "    --grid pretrain.lr=1e-3,3e-3,1e-2 --grid pretrain.optimizer=adamw,muon",
+            "smoledge sweep build/quickstart.yaml --random 8 --seed 0 --range pretrain.lr=1e-4:3e-2 "
+            "--grid pretrain.optimizer=[adamw,muon]",
+            "smoledge sweep build/quickstart.yaml --grid 'teacher=[{hidden_size: 64, num_heads: 4}, "
+            "{hidden_size: 128, num_heads: 8}]'",
+            "smoledge sweep build/quickstart.yaml --dry-run        # list the points of the recipe's sweep: section",
+        ),
+    )
+    p.add_argument("recipe", nargs="?", default="build/quickstart.yaml", help="recipe YAML (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value in every proxy training, e.g. --set pretrain.max_steps=60 "
+                        "(repeatable; not written into the best recipe)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="an axis: a dotted recipe key and its values, e.g. pretrain.lr=1e-3,3e-3 or "
+                        "'pretrain.optimizer=[adamw,muon]' (YAML list, for values with commas); repeatable. "
+                        "Grid: every combination; with --random: the choices")
+    p.add_argument("--range", action="append", default=[], metavar="KEY=LOW:HIGH[:log|:linear]",
+                   help="a numeric range for --random, e.g. pretrain.lr=1e-4:1e-2 (log-uniform by default for "
+                        "learning rates, uniform otherwise); repeatable")
+    p.add_argument("--random", type=int, default=None, metavar="N", help="draw N random points instead of the grid")
+    p.add_argument("--seed", type=int, default=None, help="seed of the random draw (default: sweep.seed, 0)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="sweep directory (default: <runs-dir>/<recipe name>/sweep)")
+    p.add_argument("--runs-dir", default="runs", help="root of run directories (default: %(default)s)")
+    p.add_argument("--retry-failed", action="store_true", help="train points recorded as failed again")
+    p.add_argument("--dry-run", action="store_true", help="print the points and exit")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "scaling", help="scaling laws: fit L(N, D) = E + A/N^alpha + B/D^beta to a sweep's results",
+        formatter_class=fmt,
+    )
+    scaling = p.add_subparsers(dest="scaling_command", required=True, metavar="ACTION")
+    d = scaling.add_parser(
+        "fit", formatter_class=fmt,
+        help="fit the Chinchilla law to a sweep's table; predict held-out runs, a target recipe, optimal D/N",
+        description="Fit L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, approach 3: Huber loss on "
+                    "log L, L-BFGS from a grid of starts) to the finished points of a `smoledge sweep` results "
+                    "table (N = n_params, non-embedding; D = tokens), with bootstrap intervals. Held-out points "
+                    "are left out of the fit and predicted. Writes fit.json, fit.png and manifest.json.",
+        epilog=_examples(
+            "smoledge sweep build/quickstart.yaml --set pretrain.eval_every=100000 \\",
+            "    --grid 'teacher=[{preset: custom, num_layers: 2, hidden_size: 48, intermediate_size: 144, "
+            "num_heads: 4, num_kv_heads: 2}, ...]' --grid pretrain.max_steps=100,200,400",
+            "smoledge scaling fit runs/quickstart/sweep/results.csv --holdout-largest",
+            "smoledge scaling fit runs/quickstart/sweep/results.parquet --target build/quickstart.yaml "
+            "--predict 4e5,2e6 --bootstrap 500",
+        ),
+    )
+    d.add_argument("table", help="results.csv or results.parquet written by `smoledge sweep`")
+    d.add_argument("--out", default=None, help="output directory (default: scaling/ next to the table)")
+    d.add_argument("--loss", choices=["val_loss", "train_loss"], default="val_loss", help="column fitted as L")
+    d.add_argument("--holdout", action="append", default=[], metavar="POINT",
+                   help="leave this point id out of the fit and predict it (repeatable)")
+    d.add_argument("--holdout-largest", action="store_true",
+                   help="leave out the point with the largest compute 6ND and predict it")
+    d.add_argument("--predict", action="append", default=[], metavar="N,D",
+                   help="predict the loss at N non-embedding parameters and D tokens, e.g. 4e5,2e6 (repeatable)")
+    d.add_argument("--target", default=None, metavar="RECIPE",
+                   help="predict the loss of this recipe's trained model (its size and max_steps x batch x seq_len)")
+    d.add_argument("--target-set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the --target recipe (repeatable)")
+    d.add_argument("--target-stage", choices=["pretrain", "distill"], default="pretrain",
+                   help="predict the teacher (pretrain) or the student (distill) of --target (default: %(default)s)")
+    d.add_argument("--compute", action="append", default=[], type=float, metavar="FLOPS",
+                   help="also report the compute-optimal N, D and tokens/parameter at this compute (repeatable)")
+    d.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default: %(default)s; 0: none)")
+    d.add_argument("--ci", type=float, default=0.95, help="interval level (default: %(default)s)")
+    d.add_argument("--starts", type=int, default=32, help="L-BFGS starts from the init grid (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    d.set_defaults(func=_cmd_scaling)
 
     p = sub.add_parser(
         "devices", help="device profiles: list the shipped ones, or detect this machine's", formatter_class=fmt,
