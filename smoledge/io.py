@@ -144,3 +144,19 @@ def exclusive_dir(path: str | Path, busy: str) -> Iterator[None]:
         except BlockingIOError:
             raise SmoledgeError(busy) from None
         yield
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The well-formed JSON objects of an append-only JSONL log (metrics, events); a line torn by a
+    kill, or any other line that is not one object, is skipped; a missing file is an empty log."""
+    path = Path(path)
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows

@@ -17,7 +17,7 @@ from smoledge.data.shards import Shard
 from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress
-from smoledge.train.config import PretrainConfig
+from smoledge.train.config import HealthConfig, PretrainConfig
 from smoledge.train.data import PackedSampler, validation_batches
 from smoledge.train.loop import train
 from smoledge.train.runtime import distributed_guard, world_from_env
@@ -31,10 +31,11 @@ def main() -> None:
     ap.add_argument("--optimizer", default="adamw")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--mtp", type=int, default=0)
+    ap.add_argument("--health", type=int, default=HealthConfig.interval, help="health.interval (0: monitors off)")
     args = ap.parse_args()
     cfg = PretrainConfig(max_steps=args.steps, batch_size=4, seq_len=64, warmup_steps=2, checkpoint_every=3,
                          eval_every=3, eval_batches=2, threads=1, optimizer=args.optimizer, parallel=args.parallel,
-                         mtp_heads=args.mtp, tensorboard=False)
+                         mtp_heads=args.mtp, tensorboard=False, health=HealthConfig(interval=args.health))
     model = init_model(hf_config(ModelConfig(preset="tiny"), vocab_size=1024), seed=0)
     sampler = PackedSampler(Shard.open(args.shards, "train"), 4, 64, seed=1)
     valid = validation_batches(Shard.open(args.shards, "valid"), 4, 64, 2)

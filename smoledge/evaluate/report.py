@@ -4,8 +4,10 @@
     # or: from smoledge.evaluate.report import write_report; write_report(Path("runs/quickstart"))
 
 Every plot is an inline SVG drawn by matplotlib (object API, Agg canvas: no display, no pyplot state):
-training loss, perplexity per language per artifact, the passkey heatmap per artifact, size vs quality
-and, when `smoledge bench --out runs/<name>/bench/<device>.json` has been run, decode and prompt speed.
+training loss, training health per layer (smoledge.train.health: health.jsonl and the alerts in
+events.jsonl of the pretrain and distill stages), perplexity per language per artifact, the passkey
+heatmap per artifact, size vs quality and, when `smoledge bench --out runs/<name>/bench/<device>.json`
+has been run, decode and prompt speed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from smoledge.io import atomic_write_text
+from smoledge.io import atomic_write_text, read_log
 
 BENCH_DIR = "bench"
 TRAIN_STAGES = ("pretrain", "distill")
+# health.jsonl per-layer metric -> (column title, number format); smoledge.train.health defines them.
+HEALTH_COLUMNS = {
+    "grad_norm": ("grad norm", ".3g"),
+    "update_ratio": ("update / weight RMS", ".2e"),
+    "act_rms": ("activation RMS", ".3g"),
+    "erank": ("effective rank", ".1f"),
+    "dead_fraction": ("dead MLP units", ".0%"),
+    "attn_logit_max": ("max attention logit", ".3g"),
+}
+# Alerts listed per stage in the page (all of them are in report.json).
+MAX_ALERTS_SHOWN = 30
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        color: #1b1f24; padding: 0 1em; }
@@ -70,6 +83,30 @@ def plot_training(curves: dict[str, list[dict[str, Any]]]) -> str | None:
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def plot_health(stage: str, records: list[dict[str, Any]]) -> str | None:
+    """One small panel per health metric over the measured steps, one line per layer."""
+    panels = [k for k in ("grad_norm", "update_ratio", "erank", "attn_logit_max") if any(k in r for r in records)]
+    if not records or not panels:
+        return None
+    fig = _figure(11, 2.8)
+    for n, key in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), n + 1)
+        layers = max(len(r.get(key) or []) for r in records)
+        for i in range(layers):
+            pts = [(r["step"], r[key][i]) for r in records if len(r.get(key) or []) > i and _num(r[key][i])]
+            if pts:
+                ax.plot(*zip(*pts), lw=1.0, marker="o" if len(pts) == 1 else None, ms=3, label=f"layer {i}")
+        if key == "update_ratio" and any(v > 0 for r in records for v in r.get(key) or [] if _num(v)):
+            ax.set_yscale("log")
+        ax.set_title(f"{stage}: {HEALTH_COLUMNS[key][0]}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if n == 0:
+            ax.legend(fontsize=6)
     return _svg(fig)
 
 
@@ -217,8 +254,39 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec) if _num(v) else "-"
 
 
-def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], bench: list[dict[str, Any]]) -> str:
-    """The whole page as one string."""
+def _health_section(health: dict[str, dict[str, Any]]) -> list[str]:
+    parts = ["<h2>Training health</h2>"]
+    if not health:
+        return parts + ["<p class=\"muted\">No health records (pretrain/distill health.interval: 0, or no "
+                        "training stage in this run).</p>"]
+    for stage, h in health.items():
+        counts = h.get("alert_counts", {})
+        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "none"
+        parts.append(f"<h3>{_e(stage)}</h3><p>{_e(h.get('measured_steps', 0))} measured steps; alerts: "
+                     f"<span class=\"{'fail' if counts else 'pass'}\">{_e(summary)}</span></p>")
+        alerts = h.get("alerts", [])
+        if alerts:
+            parts.append(_table(["step", "alert", "message"], [
+                [a.get("step"), (a.get("alert"), "fail"), a.get("message", "")] for a in alerts[:MAX_ALERTS_SHOWN]],
+                numeric_from=99))
+            if len(alerts) > MAX_ALERTS_SHOWN:
+                parts.append(f"<p class=\"muted\">... and {len(alerts) - MAX_ALERTS_SHOWN} more in report.json and "
+                             f"{_e(stage)}/events.jsonl.</p>")
+        latest = h.get("latest") or {}
+        keys = [k for k in HEALTH_COLUMNS if isinstance(latest.get(k), list)]
+        if keys:
+            layers = max(len(latest[k]) for k in keys)
+            parts.append(f"<p class=\"muted\">Per layer at step {_e(latest.get('step'))} (the last measured):</p>")
+            parts.append(_table(["layer"] + [HEALTH_COLUMNS[k][0] for k in keys], [
+                [i] + [_fmt(latest[k][i], HEALTH_COLUMNS[k][1]) if i < len(latest[k]) else "-" for k in keys]
+                for i in range(layers)]))
+        parts.append(_fig(plot_health(stage, h.get("records", [])), f"{stage}: per-layer health over the measured steps"))
+    return parts
+
+
+def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], bench: list[dict[str, Any]],
+           health: dict[str, dict[str, Any]] | None = None) -> str:
+    """The whole page as one string. `health` (read_health's) defaults to report.json's training_health."""
     parts = [f"<h1>smoledge quality report: {_e(report.get('name', ''))}</h1>",
              f"<p class=\"muted\">{_e(report.get('created', ''))} \u00b7 held-out text scored at "
              f"{_e(report.get('seq_len'))} tokens per window \u00b7 languages: {_e(', '.join(report.get('languages', [])))}</p>"]
@@ -242,6 +310,7 @@ def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], benc
 
     parts.append("<h2>Training</h2>")
     parts.append(_fig(plot_training(curves), "loss per step (val loss as points)"))
+    parts.extend(_health_section(report.get("training_health", {}) if health is None else health))
 
     ppl = report.get("perplexity", {})
     parts.append("<h2>Perplexity per language</h2>")
@@ -295,18 +364,35 @@ def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], benc
 
 def read_curves(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """metrics.jsonl rows of each training stage the run has (a torn last line is skipped)."""
-    curves = {}
+    return {stage: read_log(run_dir / stage / "metrics.jsonl") for stage in TRAIN_STAGES
+            if (run_dir / stage / "metrics.jsonl").is_file()}
+
+
+def read_health(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per training stage with a health.jsonl: {"measured_steps", "latest" (the last record: per-layer
+    lists), "records", "alerts" (the `alert` events of the current run, i.e. after the last fresh "start"
+    in events.jsonl; resumes and rollbacks keep them), "alert_counts" ({kind: n})}."""
+    out = {}
     for stage in TRAIN_STAGES:
-        path = run_dir / stage / "metrics.jsonl"
-        if path.is_file():
-            rows = []
-            for line in path.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-            curves[stage] = rows
-    return curves
+        path = run_dir / stage / "health.jsonl"
+        if not path.is_file():
+            continue
+        records = read_log(path)
+        events = read_log(run_dir / stage / "events.jsonl") if (run_dir / stage / "events.jsonl").is_file() else []
+        starts = [i for i, e in enumerate(events) if e.get("event") == "start"]
+        alerts = [{k: v for k, v in e.items() if k not in ("event", "time")}
+                  for e in events[starts[-1] if starts else 0:] if e.get("event") == "alert"]
+        counts: dict[str, int] = {}
+        for a in alerts:
+            counts[str(a.get("alert"))] = counts.get(str(a.get("alert")), 0) + 1
+        out[stage] = {"measured_steps": len(records), "latest": records[-1] if records else None,
+                      "records": records, "alerts": alerts, "alert_counts": counts}
+    return out
+
+
+def health_summary(health: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """read_health's result without the full per-step records: what report.json keeps."""
+    return {stage: {k: v for k, v in h.items() if k != "records"} for stage, h in health.items()}
 
 
 def read_bench(run_dir: Path) -> list[dict[str, Any]]:
@@ -320,7 +406,8 @@ def read_bench(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_report(run_dir: Path, report: dict[str, Any] | None = None) -> Path:
-    """Render runs/<name>/evaluate/report.html (atomically) from report.json, the training metrics and bench results."""
+    """Render runs/<name>/evaluate/report.html (atomically) from report.json, the training metrics and health,
+    and bench results."""
     from smoledge.errors import SmoledgeError
 
     path = run_dir / "evaluate" / "report.json"
@@ -329,5 +416,5 @@ def write_report(run_dir: Path, report: dict[str, Any] | None = None) -> Path:
             raise SmoledgeError(f"{path} is missing; run `smoledge build RECIPE --until evaluate` first")
         report = json.loads(path.read_text())
     out = run_dir / "evaluate" / "report.html"
-    atomic_write_text(out, render(report, read_curves(run_dir), read_bench(run_dir)))
+    atomic_write_text(out, render(report, read_curves(run_dir), read_bench(run_dir), read_health(run_dir)))
     return out

@@ -46,7 +46,7 @@ def run(ctx: StageContext) -> StageResult:
     from smoledge.bench.select import candidates, read_hf_config
     from smoledge.evaluate.gates import GateFailed, check_gates, failures_message
     from smoledge.evaluate.perplexity import token_byte_lengths
-    from smoledge.evaluate.report import write_report
+    from smoledge.evaluate.report import health_summary, read_health, write_report
 
     cfg = ctx.recipe.evaluate
     export_dir = ctx.stage_dir("export")
@@ -132,6 +132,7 @@ def run(ctx: StageContext) -> StageResult:
         "passkey": passkey,
         "tasks": task_results,
         "gates": [g.to_dict() for g in gate_results],
+        "training_health": health_summary(read_health(ctx.run_dir)),
     }
     ctx.progress.update("writing the report")
     atomic_write_json(ctx.dir / "report.json", report)

@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from smoledge.config import Section
+
+
+@dataclass
+class HealthConfig(Section):
+    """Training-health monitors (smoledge.train.health): measured during training, alerts to events.jsonl."""
+
+    interval: int = 50
+    """Measure per-layer health (gradient norm, update/weight RMS, activation RMS, attention logits,
+    effective rank, dead MLP units) every `interval` optimizer steps, into health.jsonl and TensorBoard.
+    0 turns the monitors and their alerts off. At 50 they cost ~1% of throughput (BENCHMARKS.md, issue 10)."""
+    tokens: int = 512
+    """Tokens subsampled (evenly over the batch) for the effective rank: one SVD of (tokens, hidden) per layer."""
+    spike_factor: float = 2.0
+    """Alert (event `alert`, `loss_spike`) on a step whose loss exceeds spike_factor x the running median of
+    the spike guard's window (train.spike_window). Only an alert: rollback is train.spike_factor's. 0 disables."""
+    divergence_factor: float = 1.5
+    """Alert (`divergence`) when the running median loss rises above divergence_factor x the lowest running
+    median seen at a measured step (also, always, on a NaN/Inf loss or gradient). 0 disables the trend test."""
+    max_attn_logit: float = 100.0
+    """Alert (`attention_logits`) when any head's largest pre-softmax attention logit exceeds this (Kimi K2
+    clips at 100; saturated softmaxes stop learning and precede loss spikes). With train.qk_clip on, keep it
+    above qk_clip: logits are measured before each step's clip."""
+    min_rank: float = 2.0
+    """Alert (`collapse`) when a layer's hidden states have an effective rank below this (their tokens no
+    longer point in distinguishable directions). 0 disables."""
+    max_dead_fraction: float = 0.5
+    """Alert (`dead_units`) when more than this fraction of a layer's MLP units are dead on the measured batch
+    (see smoledge.train.health for the SwiGLU definition). 1 disables."""
+
+    def __post_init__(self) -> None:
+        if self.interval < 0:
+            self.fail("interval", f"must be >= 0 (0 turns the monitors off), got {self.interval}")
+        if self.tokens < 2:
+            self.fail("tokens", f"an effective rank needs at least 2 tokens, got {self.tokens}")
+        for key in ("spike_factor", "divergence_factor"):
+            value = getattr(self, key)
+            if value < 0 or 0 < value <= 1:
+                self.fail(key, f"must be > 1 (or 0 to disable), got {value}")
+        if not self.max_attn_logit > 0:
+            self.fail("max_attn_logit", f"must be > 0, got {self.max_attn_logit}")
+        if self.min_rank < 0:
+            self.fail("min_rank", f"must be >= 0, got {self.min_rank}")
+        if not 0.0 <= self.max_dead_fraction <= 1.0:
+            self.fail("max_dead_fraction", f"must be in [0, 1], got {self.max_dead_fraction}")
 
 
 @dataclass
@@ -82,6 +126,8 @@ class TrainConfig(Section):
     the gain for small runs)."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under <stage>/tensorboard."""
+    health: HealthConfig = field(default_factory=HealthConfig)
+    """Training-health monitors and their alerts (`pretrain.health.interval: 0` turns them off)."""
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "seq_len", "checkpoint_every", "eval_every", "eval_batches"):

@@ -11,8 +11,10 @@ rank's slice of the global batch, forward (objective + z-loss + MTP) under autoc
 the spike/NaN guard, backward, global grad-norm clip, the guard again on the norm,
 optimizer step, QK-clip. Every `eval_every` steps (and at the end) the validation
 loss is measured; every `checkpoint_every` steps (and at step 0 and the end) a
-checkpoint is written. Metrics go to metrics.jsonl and TensorBoard, events
-(rollbacks) to events.jsonl, and a loss-curve PNG to loss.png.
+checkpoint is written. Every `health.interval` steps the health monitors
+(smoledge.train.health) measure the step into health.jsonl. Metrics go to
+metrics.jsonl and TensorBoard, events (rollbacks, health alerts) to events.jsonl,
+and a loss-curve PNG to loss.png.
 
 Rollback: a step whose loss or gradient is NaN/Inf, or whose loss spikes above the
 running median, is not applied. The last checkpoint is restored and the batch that
@@ -43,6 +45,7 @@ from smoledge.train.checkpoint import (latest_checkpoint, load_checkpoint, load_
                                        save_checkpoint)
 from smoledge.train.config import TrainConfig
 from smoledge.train.data import IGNORE_INDEX, Batch, BatchSource
+from smoledge.train.health import HealthMonitor
 from smoledge.train.losses import causal_lm_loss
 from smoledge.train.metrics import EVENTS, METRICS, MetricsLog, flops_per_token, peak_flops, read_metrics
 from smoledge.train.module import NextToken, Objective, TrainModule
@@ -158,12 +161,16 @@ class _Run:
             from smoledge.train.qkclip import QKClip
 
             self.qk = QKClip(model, cfg.qk_clip)
+        self.guard = SpikeGuard(cfg.spike_factor, cfg.spike_window)
+        self.health = None
+        if cfg.health.interval > 0:  # like QKClip, before wrap: its attention recorder lives in the model
+            self.health = HealthMonitor(model, cfg.health, self.guard, qk=self.qk, all_reduce=self.rt.all_reduce,
+                                        sharded=self.rt.parallel == "fsdp")
         core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss, features)
         self.module = self.rt.wrap(core, core.blocks())
         self.core: TrainModule = unwrap(self.module)
         self.optim: Optimizers = build_optimizer(self.core, cfg, fused=self.rt.parallel != "fsdp")
         self.params = [p for p in self.core.parameters() if p.requires_grad]
-        self.guard = SpikeGuard(cfg.spike_factor, cfg.spike_window)
         self.cursor = DataCursor()
         self.rollbacks = 0
         self.tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -175,7 +182,10 @@ class _Run:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
-        return {"data": self.cursor.state(), "guard": self.guard.state(), "rollbacks": self.rollbacks}
+        extra = {"data": self.cursor.state(), "guard": self.guard.state(), "rollbacks": self.rollbacks}
+        if self.health is not None:
+            extra["health"] = self.health.state()
+        return extra
 
     def _save(self, step: int) -> None:
         save_checkpoint(self.stage_dir, step, self.core, self.optim, self.identity, self._extra())
@@ -185,6 +195,8 @@ class _Run:
         extra = state.get("extra", {})
         self.cursor = DataCursor.from_state(extra.get("data", {"next_index": state["step"]}), also_skip)
         self.guard.load(extra.get("guard", {}))
+        if self.health is not None:
+            self.health.load(extra.get("health", {}))
         self.rollbacks = max(self.rollbacks, int(extra.get("rollbacks", 0)))
         return int(state["step"])
 
@@ -212,18 +224,29 @@ class _Run:
         # Each rank's loss is (its sum) / (global count / world): their mean is the global mean.
         values = rt.all_reduce(torch.stack([loss.detach(), *parts.values()]).double(), "avg")
         loss_value = float(values[0])
+        grad_norm, probe = None, None
         reason = self.guard.check(loss_value)
         if reason is None:
             loss.backward()
+            probe = self.health.probe(step + 1) if self.health is not None else None  # None: not measured
+            if probe is not None:
+                probe.before_update(lambda: self._measuring_forward(batch, denoms))
             clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             reason = self.guard.check(loss_value, grad_norm)
+        if self.health is not None:
+            self._alert(step + 1, self.health.loss_alerts(loss_value, grad_norm))
         if reason is not None:
             self.optim.zero_grad()
             raise Rollback(reason, step + 1, index, loss_value)
         self.optim.step()
         self.optim.zero_grad()
+        if probe is not None:  # before QK-clip's apply() resets the attention-logit record
+            record, alerts = probe.finish()
+            if self.log is not None:
+                self.log.health(record)
+            self._alert(step + 1, alerts)
         row: dict[str, Any] = {"step": step + 1, "loss": loss_value,
                                **{k: float(v) for k, v in zip(parts, values[1:].tolist())},
                                "lr": lr, "grad_norm": grad_norm, "batch": index}
@@ -234,6 +257,23 @@ class _Run:
         row["tokens_per_s"] = self.tokens_per_step / elapsed
         row["mfu"] = row["tokens_per_s"] * self.flops_per_token / self.peak_total if self.peak_total else 0.0
         return row
+
+    def _measuring_forward(self, batch: Batch, denoms: torch.Tensor) -> None:
+        """The step's batch through the model once more for the health probe's hooks (no gradients; the LM and
+        its loss only: MTP heads and distillation terms are not what it measures)."""
+        with self.rt.autocast():
+            self.module(**batch.model_inputs(), labels=batch.labels, denoms=denoms, eval_only=True)
+        if self.rt.parallel == "fsdp":
+            # FSDP2 keeps the root's parameters gathered after a forward until the next backward; gathered
+            # now, before the optimizer step, the next step's forward would run on these old values.
+            self.module.reshard()
+
+    def _alert(self, step: int, alerts: list[dict[str, Any]]) -> None:
+        """Health alerts to events.jsonl (rank 0) and the status line."""
+        for alert in alerts:
+            if self.log is not None:
+                self.log.event("alert", step, **alert)
+            self.progress.update(f"alert at step {step}: {alert['message']}", step, self.cfg.max_steps)
 
     @torch.no_grad()
     def _evaluate(self) -> float:
@@ -321,6 +361,8 @@ class _Run:
                 self.log.close()
             if self.qk is not None:
                 self.qk.close()  # the saved config must name the stock attention implementation
+            if self.health is not None:
+                self.health.close()  # its hooks and measure-only attention recorder too
         rows = [r for r in read_metrics(self.stage_dir / METRICS) if "loss" in r] if self.rt.is_main else []
         return TrainOutcome(
             steps=cfg.max_steps,

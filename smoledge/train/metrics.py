@@ -9,7 +9,9 @@
 Files in the stage dir:
   metrics.jsonl   one JSON line per optimizer step; on resume the lines after the checkpoint
                   step are dropped (those steps run again), a fresh start empties it.
-  events.jsonl    rollbacks and other run events; kept across resumes and never truncated
+  health.jsonl    one JSON line per measured step of smoledge.train.health (per-layer lists);
+                  resumed, rewound and cleared like metrics.jsonl.
+  events.jsonl    rollbacks, health alerts and other run events; kept across resumes and never truncated
                   (each attempt starts with a "start" or "resume" event, so a reader can tell
                   which attempt an event belongs to).
   tensorboard/    SummaryWriter event files when `tensorboard` is on: `tensorboard --logdir runs`.
@@ -31,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from smoledge.errors import SmoledgeError
-from smoledge.io import atomic_path, atomic_write_text
+from smoledge.io import atomic_path, atomic_write_text, read_log
 
 if TYPE_CHECKING:
     from transformers import SmolLM3Config
 
 METRICS = "metrics.jsonl"
+HEALTH = "health.jsonl"
 EVENTS = "events.jsonl"
 TENSORBOARD = "tensorboard"
 PLOT = "loss.png"
@@ -65,17 +68,7 @@ def tag_for(key: str) -> str:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Well-formed lines of a metrics.jsonl (or events.jsonl); a line cut by a kill is dropped."""
-    rows = []
-    path = Path(path)
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
+    return read_log(path)
 
 
 def rollback_steps(events_path: Path) -> list[int]:
@@ -99,6 +92,12 @@ def _after_existing_event_files(tb_dir: Path) -> None:
             time.sleep(wait)
 
 
+def _keep_until(path: Path, step: int) -> None:
+    """Drop the rows of a per-step log after `step` (they run again after a resume or rollback)."""
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -114,16 +113,19 @@ class MetricsLog:
         self.stage_dir = Path(stage_dir)
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.stage_dir / METRICS
+        self.health_path = self.stage_dir / HEALTH
         self.events_path = self.stage_dir / EVENTS
         self.tb_dir = self.stage_dir / TENSORBOARD
         self.plot_path = self.stage_dir / PLOT
         self.tensorboard = tensorboard
         self._writer = None
         self._log = None
+        self._health = None
         self._closed = False
         if resume_step is None:
             # A previous attempt that died before its first checkpoint: its curve is void.
             self.metrics_path.unlink(missing_ok=True)
+            self.health_path.unlink(missing_ok=True)
             self.plot_path.unlink(missing_ok=True)
             shutil.rmtree(self.tb_dir, ignore_errors=True)
         self._open(resume_step)
@@ -131,8 +133,9 @@ class MetricsLog:
 
     def _open(self, resume_step: int | None) -> None:
         if resume_step is not None:
-            rows = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= resume_step]
-            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+            _keep_until(self.metrics_path, resume_step)
+            if self.health_path.exists():
+                _keep_until(self.health_path, resume_step)
         self._log = open(self.metrics_path, "a")
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -162,6 +165,26 @@ class MetricsLog:
                 if key != "step" and _numeric(value):
                     self._writer.add_scalar(tag_for(key), value, global_step=step)
 
+    def health(self, record: dict[str, Any]) -> None:
+        """One measured step of the health monitors: {"step": k, metric: [per layer], ...} to health.jsonl,
+        and TensorBoard scalars health/<metric>/layer<i> (per-head lists: .../layer<i>/head<h>)."""
+        if "step" not in record:
+            raise ValueError(f"a health record needs a 'step', got keys {sorted(record)}")
+        if self._health is None:  # opened on first use: a run with the monitors off has no health.jsonl
+            self._health = open(self.health_path, "a")
+        self._health.write(json.dumps(record) + "\n")
+        self._health.flush()
+        if self._writer is not None:
+            step = int(record["step"])
+            for key, per_layer in record.items():
+                for i, value in enumerate(per_layer if isinstance(per_layer, list) else []):
+                    if isinstance(value, list):  # per head
+                        for h, v in enumerate(value):
+                            if _numeric(v):
+                                self._writer.add_scalar(f"health/{key}/layer{i}/head{h}", v, global_step=step)
+                    elif _numeric(value):
+                        self._writer.add_scalar(f"health/{key}/layer{i}", value, global_step=step)
+
     def event(self, kind: str, step: int, **info: Any) -> None:
         """A run event (rollback, lr change, ...) with its step and any JSON-able details."""
         entry = {"event": kind, "step": int(step), "time": time.time(), **info}
@@ -174,9 +197,10 @@ class MetricsLog:
                                   global_step=int(step))
 
     def _close_files(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        for f in (self._log, self._health):
+            if f is not None:
+                f.close()
+        self._log = self._health = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

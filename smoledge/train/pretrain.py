@@ -6,7 +6,8 @@
 
 Reads runs/<name>/tokenizer/{tokenizer,shards}; writes runs/<name>/pretrain/
 model/ (a standard HF directory: safetensors, tokenizer, generation config),
-metrics.jsonl, events.jsonl (rollbacks), loss.png, tensorboard/ and checkpoints/
+metrics.jsonl, health.jsonl (smoledge.train.health), events.jsonl (rollbacks, health
+alerts), loss.png, tensorboard/ and checkpoints/
 (resume points; a re-run continues from them).
 """
 
@@ -104,9 +105,9 @@ def base_metrics(outcome: "TrainOutcome", params: int, wall_s: float) -> dict[st
 
 def stage_outputs(stage_dir: Path, model_files: list[Path]) -> list[Path]:
     """The model directory plus the run's logs (the PNG exists once a step was logged)."""
-    from smoledge.train.metrics import EVENTS, METRICS, PLOT
+    from smoledge.train.metrics import EVENTS, HEALTH, METRICS, PLOT
 
-    logs = [stage_dir / name for name in (METRICS, EVENTS, PLOT) if (stage_dir / name).exists()]
+    logs = [stage_dir / name for name in (METRICS, HEALTH, EVENTS, PLOT) if (stage_dir / name).exists()]
     return [*model_files, *logs]
 
 

@@ -48,6 +48,11 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 IMPLEMENTATION = "smoledge_qkclip"
+# Each recorded attention module's layer index as a (1,) tensor buffer (non-persistent: never saved).
+# torch.compile traces one graph for all decoder layers and takes buffers as its inputs; the int
+# module.layer_idx would instead be a constant of the graph, one recompile per layer until dynamo's
+# recompile limit sends the remaining layers back to eager.
+LAYER_BUFFER = "_qkclip_layer"
 # Score elements per chunk of query rows (fp32): bounds the extra memory of measuring.
 _CHUNK_ELEMENTS = 1 << 24
 
@@ -88,9 +93,9 @@ def _recording_attention(module: nn.Module, query: torch.Tensor, key: torch.Tens
                          attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs):
     """Stock sdpa attention that also records the per-head max logit for QK-clip."""
     recorder = _RECORDERS.get(module)
-    if recorder is not None and module.training:
+    if recorder is not None and recorder.recording and module.training:
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        recorder._record(module.layer_idx, head_max_logits(query, key, attention_mask, scale))
+        recorder._record(getattr(module, LAYER_BUFFER), head_max_logits(query, key, attention_mask, scale))
     return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
 
@@ -118,6 +123,9 @@ class QKClip:
             raise ValueError(f"QK-clip tau must be > 0, got {tau}")
         self.model = model
         self.tau = float(tau)
+        # A measure-only recorder (tau = inf, smoledge.train.health) is switched on only for the health
+        # probe's measuring forward: recording costs a second QK^T per layer.
+        self.recording = True
         self.attns = [layer.self_attn for layer in model.model.layers]
         cfg = model.config
         self.num_heads = cfg.num_attention_heads
@@ -130,13 +138,15 @@ class QKClip:
             if attn in _RECORDERS:
                 raise ValueError("this model already has a QKClip attached; close() it first")
             _RECORDERS[attn] = self
+            attn.register_buffer(LAYER_BUFFER, torch.tensor([attn.layer_idx], device=device), persistent=False)
         model.set_attn_implementation(IMPLEMENTATION)
 
-    def _record(self, layer: int, head_max: torch.Tensor) -> None:
+    def _record(self, layer: torch.Tensor, head_max: torch.Tensor) -> None:
+        """Row `layer` ((1,) index tensor) of the record = max(itself, head_max (H,))."""
         if self._max.device != head_max.device:  # the model moved after QKClip was built
             self._max = self._max.to(head_max.device)
-        row = self._max[layer]                                            # (H,)
-        torch.maximum(row, head_max, out=row)
+        row = self._max.index_select(0, layer)                            # (1, H)
+        self._max.index_copy_(0, layer, torch.maximum(row, head_max[None]))
 
     def max_logits(self) -> torch.Tensor:
         """(L, H) largest attention logit per layer and head since the last apply (-inf if none)."""
@@ -174,6 +184,7 @@ class QKClip:
         for attn in self.attns:
             if _RECORDERS.get(attn) is self:
                 del _RECORDERS[attn]
+                delattr(attn, LAYER_BUFFER)
         if self.model.config._attn_implementation == IMPLEMENTATION:
             self.model.set_attn_implementation(self._original)
 

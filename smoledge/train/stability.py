@@ -54,10 +54,15 @@ class SpikeGuard:
             return f"loss is {loss}"
         if grad_norm is not None and not math.isfinite(grad_norm):
             return f"gradient norm is {grad_norm}"
-        if self.factor > 0 and len(self.history) == self.window:
-            limit = self.factor * self.median()
-            if loss > limit:
-                return f"loss spike: {loss:.4g} > {self.factor:g} x running median {self.median():.4g}"
+        return self.spike(loss, self.factor)
+
+    def spike(self, loss: float, factor: float) -> str | None:
+        """Why `loss` is a spike at `factor` x the window median, or None (also while the window is not
+        full, or factor is 0). The health monitors alert at their own factor over this same window."""
+        if factor > 0 and len(self.history) == self.window:
+            median = self.median()
+            if loss > factor * median:
+                return f"loss spike: {loss:.4g} > {factor:g} x running median {median:.4g}"
         return None
 
     def accept(self, loss: float) -> None:
