@@ -194,8 +194,8 @@ def run_sweep(cfg: SweepConfig,
         })
         out(f"sweep: {len(plan)} points ({spec.method} over {', '.join(swept)}), each trained up to {target}; "
             f"{sweep_dir}")
-        todo = {p.id for p in plan if not _finished(points_root / p.id, recipes[p.id], sections, cfg.retry_failed)}
-        shared = shared_prefix(list(recipes.values()), stages) if todo else []
+        to_train = {p.id for p in plan if not _finished(points_root / p.id, recipes[p.id], sections, cfg.retry_failed)}
+        shared = shared_prefix(list(recipes.values()), stages) if to_train else []
         if len(plan) > 1 and shared and shared[-1].name == target:
             raise ConfigError(f"sweep.params: the swept keys ({', '.join(swept)}) do not change the {target} "
                               "stage; every point would train the same model")
@@ -208,7 +208,7 @@ def run_sweep(cfg: SweepConfig,
         for i, p in enumerate(plan, 1):
             label = f"[{i}/{len(plan)}] {p.id} {p.label()}"
             point_dir = points_root / p.id
-            if p.id not in todo:
+            if p.id not in to_train:
                 record = _read_json(point_dir / POINT_RECORD) or {}
                 result.reused.append(p.id)
                 shown = f"val_loss {record['row']['val_loss']:.4f}" if record.get("status") == "ok" else "failed"
