@@ -101,3 +101,12 @@ def test_engine_events_end_with_one_done(backend: LlamaBackend) -> None:
     events = list(request.events())
     assert [type(e) for e in events] == [Token] * 5 + [Done] and events[-1].reason == "length"
     request.stop()  # already done: returns at once
+
+
+def test_a_request_that_breaks_the_scheduler_fails_alone_and_the_engine_keeps_serving(backend: LlamaBackend) -> None:
+    engine = backend.engine
+    broken = engine.submit(EngineJob(seq=engine.n_seq, tokens=backend.tokenize(PROMPTS[0]), max_tokens=5))
+    (done,) = list(broken.events())
+    assert done.reason == "error" and "IndexError" in done.error
+    again = engine.submit(EngineJob(seq=0, tokens=backend.tokenize(PROMPTS[0]), max_tokens=3))
+    assert [type(e) for e in again.events()] == [Token] * 3 + [Done]

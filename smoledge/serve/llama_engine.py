@@ -203,12 +203,28 @@ class LlamaEngine:
                     for r in running:
                         self._finish(r, Done("cancelled"))
                     return
-                self._admit(item)
+                try:
+                    self._admit(item)
+                except Exception as exc:  # this request only: the others keep running
+                    self._fail([item], exc)
+                    continue
                 running.append(item)
             running = [r for r in running if not self._ended(r)]
             if running:
-                self._step(running)
+                try:
+                    self._step(running)
+                except Exception as exc:
+                    # A dead scheduler would leave every reader waiting forever: fail this step's
+                    # requests, forget their sequences' caches, and keep serving.
+                    self._fail(running, exc)
                 running = [r for r in running if not self._ended(r)]
+
+    def _fail(self, requests: list[Request], exc: Exception) -> None:
+        for r in requests:
+            if 0 <= r.job.seq < self.n_seq:
+                self._lib.llama_memory_seq_rm(self._memory, r.job.seq, -1, -1)
+                self.cached[r.job.seq] = []
+            self._finish(r, Done("error", error=f"the decode loop failed: {type(exc).__name__}: {exc}"))
 
     def _admit(self, r: Request) -> None:
         """Reuse the sequence's cached prefix, drop the rest of its cache, make the sampler chain."""
