@@ -270,6 +270,16 @@ class StopText:
         out, self.sent = self.text[self.sent:end], end
         return out
 
+    def push(self, data: bytes, generated: int, max_tokens: int) -> tuple[str | None, str]:
+        """One generated token's bytes, the count so far included: (finish reason or None, text to
+        send now). "stop": a stop string appeared; "length": max_tokens reached."""
+        if self.add(data):
+            return "stop", ""
+        if generated >= max_tokens:
+            self.flush()
+            return "length", ""
+        return None, self.ready()
+
     def rest(self) -> str:
         """Everything not sent yet (the generation is over)."""
         out, self.sent = self.text[self.sent:], len(self.text)
@@ -606,13 +616,11 @@ class LlamaBackend:
                 trace.append((token, event.logprob,
                               self._top_dict(token, event.logprob, event.top_ids, event.top_vals)))
             n += 1
-            if out.add(self.llm.detokenize([token])):
-                finish = "stop"
+            ended, piece = out.push(self.llm.detokenize([token]), n, job.max_tokens)
+            if ended:
+                finish = ended
                 break
-            if n >= job.max_tokens:
-                out.flush()
-                break
-            if piece := out.ready():
+            if piece:
                 yield Chunk(piece, None, n)
         yield Chunk(out.rest(), finish, n)
 

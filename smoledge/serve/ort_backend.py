@@ -328,13 +328,11 @@ class OrtBackend:
                 chosen = float(logp[0, token])
                 trace.append((token, chosen, self._top_dict(token, chosen, ids[0], vals[0])))
             n += 1
-            if out.add(self._text_bytes[token]):
-                finish = "stop"
+            ended, piece = out.push(self._text_bytes[token], n, job.max_tokens)
+            if ended:
+                finish = ended
                 break
-            if n >= job.max_tokens:
-                out.flush()
-                break
-            if piece := out.ready():
+            if piece:
                 yield Chunk(piece, None, n)
             logits = dec.step(token)  # (V,)
         yield Chunk(out.rest(), finish, n)
