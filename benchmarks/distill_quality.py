@@ -133,7 +133,7 @@ def main() -> None:
 
     import torch
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.recipe import load_recipe
     from smoledge.runs import build
 

@@ -73,7 +73,7 @@ def shards_dir(args: argparse.Namespace, work: Path) -> Path:
 
 
 def one_run(args: argparse.Namespace, shards: Path, out: Path, interval: int) -> dict:
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.model.build import hf_config, init_model
     from smoledge.model.config import ModelConfig
     from smoledge.progress import Progress

@@ -103,7 +103,7 @@ def train_student(args: argparse.Namespace, inputs: dict[str, Path]) -> tuple[Pa
     import torch
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.io import atomic_write_json
     from smoledge.model.build import hf_config, init_model, num_params, special_ids
     from smoledge.progress import Progress

@@ -63,7 +63,7 @@ class Corpus:
 def load_corpus(recipe_path: Path, runs_root: Path) -> Corpus:
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.recipe import load_recipe
     from smoledge.runs import build
 

@@ -11,9 +11,9 @@ AdamW (betas 0.9/0.95, weight decay 0.1, lr 1e-3 after a linear warm-up, grad-no
 fp32 (--precision bf16: bf16 autocast for all), no torch.compile (--compile on: smoledge and the
 Trainer compile; litgpt's pretrain always does), the same torch thread count and number of steps.
 
-Data: real text, not random tokens. A byte-level BPE (vocab 4096, smoledge.data.bpe.train_bpe)
+Data: real text, not random tokens. A byte-level BPE (vocab 4096, smoledge.tokenizer.bpe.train_bpe)
 is trained on ../shared/data/prose, the prose is tokenized into 5-line documents and written
-as token shards (smoledge.data.shards.write_split); smoledge.train.data.PackedSampler packs
+as token shards (smoledge.tokenizer.shards.write_split); smoledge.train.data.PackedSampler packs
 batch k for every peer, so all of them train on the same rows.
 
 Peers, each in its own fresh process (so one's compile workers, allocator or thread state
@@ -118,8 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_shards(prose: Path, vocab: int, out: Path) -> Path:
     """Tokenizer + train/valid shards from real prose; returns the shards dir."""
-    from smoledge.data.bpe import train_bpe
-    from smoledge.data.shards import write_split
+    from smoledge.tokenizer.bpe import train_bpe
+    from smoledge.tokenizer.shards import write_split
 
     files = sorted(prose.glob("*.txt"))
     if not files:
@@ -149,7 +149,7 @@ def model_config(args: argparse.Namespace):
 
 
 def sampler(args: argparse.Namespace):
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.train.data import PackedSampler
 
     return PackedSampler(Shard.open(args.data, "train"), args.batch_size, args.seq_len, seed=SEED)
@@ -170,7 +170,7 @@ def run_smoledge(args: argparse.Namespace, work: Path) -> dict:
     from smoledge.progress import Progress
     from smoledge.train.config import PretrainConfig
     from smoledge.train.data import validation_batches
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.train.loop import train
     from smoledge.train.metrics import METRICS, read_metrics
 

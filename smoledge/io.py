@@ -67,6 +67,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def read_json(path: str | Path, missing: str) -> dict[str, Any]:
+    """A JSON file the caller needs; `missing` says how to get it when it is absent."""
+    from smoledge.errors import SmoledgeError
+
+    path = Path(path)
+    if not path.exists():
+        raise SmoledgeError(f"{path} is missing; {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SmoledgeError(f"{path} is not valid JSON ({exc}); re-save it") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

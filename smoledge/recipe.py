@@ -15,7 +15,8 @@ from typing import Any
 
 from smoledge.bench.config import DeviceProfile, load_profile
 from smoledge.config import ConfigError, Section, apply_override
-from smoledge.data.config import CurateConfig, DataConfig, TokenizerConfig
+from smoledge.data.config import CurateConfig, DataConfig
+from smoledge.tokenizer.config import TokenizerConfig
 from smoledge.evaluate.config import EvaluateConfig
 from smoledge.export.config import ExportConfig
 from smoledge.model.config import ModelConfig

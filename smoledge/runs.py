@@ -76,7 +76,7 @@ class StageSpec:
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("curate", "smoledge.data.curate", (), ("seed", "data", "curate")),
-    StageSpec("train-tokenizer", "smoledge.data.tokenize", ("curate",), ("tokenizer", "data"), "tokenizer"),
+    StageSpec("train-tokenizer", "smoledge.tokenizer.stage", ("curate",), ("tokenizer", "data"), "tokenizer"),
     StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain"),
               multiprocess=True),
     StageSpec("teacher-cache", "smoledge.train.teacher_cache", ("train-tokenizer", "pretrain"), ()),

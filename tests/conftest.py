@@ -43,7 +43,7 @@ def prose_texts(shared_data: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, prose_texts) -> Path:
-    from smoledge.data.bpe import train_bpe
+    from smoledge.tokenizer.bpe import train_bpe
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_bpe(prose_texts, vocab_size=1024).save_pretrained(out)

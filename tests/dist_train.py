@@ -13,7 +13,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from smoledge.data.shards import Shard
+from smoledge.tokenizer.shards import Shard
 from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress

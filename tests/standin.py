@@ -27,8 +27,8 @@ def llama3_style_tokenizer(texts: Iterable[str], vocab_size: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from smoledge.data.bpe import CHAT_TEMPLATE
-    from smoledge.export.gguf_constants import LLAMA3_SPLIT_REGEX
+    from smoledge.tokenizer.bpe import CHAT_TEMPLATE
+    from smoledge.tokenizer.llama_cpp import LLAMA3_SPLIT_REGEX
 
     tokenizer = Tokenizer(models.BPE(ignore_merges=True))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([

@@ -132,7 +132,7 @@ def test_metrics_summary_and_exclusions(run, curated):
 def test_shards_round_trip_through_the_tokenizer(run, curated):
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
 
     _, root, outcomes = run
     tok_stage = root / "datatest" / "tokenizer"
@@ -191,7 +191,7 @@ def test_external_inputs_fingerprint_sources(tmp_path):
 
 
 def test_tokenizer_stage_without_curate_output_says_what_to_run(tmp_path):
-    from smoledge.data import tokenize
+    from smoledge.tokenizer import stage as tokenize
     from smoledge.progress import Progress
     from smoledge.runs import StageContext
 

@@ -43,7 +43,7 @@ def rehydrated(tmp_path_factory):
 
 
 def test_rehydration_weights_reach_parquet_shards_and_sampler(rehydrated):
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.train.data import mixture_weights
 
     r, run_dir = rehydrated

@@ -14,9 +14,9 @@ import pytest
 from standin import IM_END, llama3_style_tokenizer
 
 from smoledge.config import ConfigError
-from smoledge.data import tokenize
-from smoledge.data.config import TokenizerConfig
-from smoledge.data.shards import Shard
+from smoledge.tokenizer import stage as tokenize
+from smoledge.tokenizer.config import TokenizerConfig
+from smoledge.tokenizer.shards import Shard
 from smoledge.errors import SmoledgeError
 from smoledge.model.build import hf_config, special_ids
 from smoledge.model.config import ModelConfig
@@ -159,7 +159,7 @@ def test_pretrained_without_eos_or_exportable_pre_tokenizer_is_refused(tmp_path:
     spec = json.loads((metaspace / "tokenizer.json").read_text())
     spec["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
     (metaspace / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(SmoledgeError, match=r"not a byte-level regex split llama.cpp can reproduce"):
+    with pytest.raises(SmoledgeError, match=r"no llama.cpp pre-tokenizer reproduces this tokenizer.*Metaspace"):
         tokenize.load_pretrained(str(metaspace))
 
 

@@ -20,7 +20,7 @@ def write_train_shard(shards: Path, model_dir: Path, shared_data: Path) -> None:
     """A training split of real Wikipedia sentences in three languages, five sentences a document."""
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import write_split
+    from smoledge.tokenizer.shards import write_split
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     docs = []
@@ -34,7 +34,7 @@ def write_train_shard(shards: Path, model_dir: Path, shared_data: Path) -> None:
 
 def test_calibration_windows_take_turns_between_languages(tmp_path: Path, tiny_model_dir: Path,
                                                           shared_data: Path) -> None:
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.export.calibration import calibration_windows
 
     write_train_shard(tmp_path, tiny_model_dir, shared_data)

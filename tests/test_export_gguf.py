@@ -188,12 +188,13 @@ def test_unmapped_pre_tokenizer_is_refused(tiny_model_dir: Path, tmp_path: Path,
     tok = json.loads((model / "tokenizer.json").read_text())
     tok["pre_tokenizer"] = pre_tokenizer
     (model / "tokenizer.json").write_text(json.dumps(tok))
-    with pytest.raises(SmoledgeError, match="llama.cpp can reproduce|does not map to a llama.cpp pre-tokenizer"):
+    with pytest.raises(SmoledgeError, match="no llama.cpp pre-tokenizer reproduces this tokenizer"):
         write_gguf(model, tmp_path / "m.gguf", "f32")
+    assert not (tmp_path / "m.gguf").exists()
 
 
 def test_gpt2_split_sequence_is_accepted(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from smoledge.export.gguf_constants import GPT2_SPLIT_REGEX
+    from smoledge.tokenizer.llama_cpp import GPT2_SPLIT_REGEX
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)

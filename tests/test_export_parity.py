@@ -41,7 +41,7 @@ def test_tokenization_parity_multilingual(tiny_model_dir: Path, tiny_gguf: Path,
 
 def test_tokenization_mismatch_is_caught(tiny_model_dir: Path, tmp_path: Path, prose_texts: list[str]) -> None:
     """A GGUF carrying a differently trained tokenizer must fail the check."""
-    from smoledge.data.bpe import train_bpe
+    from smoledge.tokenizer.bpe import train_bpe
     from test_export_gguf import save_model
 
     other_tok = tmp_path / "tok"

@@ -1,8 +1,8 @@
 """Export of a model built on a pretrained (teacher's) tokenizer: SmolLM3-style, EOS not 0, padded vocab.
 
-The pre-tokenizer mapping (smoledge/export/gguf_constants.PRE_TOKENIZERS) is proven here:
-a Llama-3-regex tokenizer written as `llama-bpe` tokenizes in llama.cpp exactly like HF,
-and the same file labelled `gpt-2` does not.
+The pre-tokenizer is decided by behaviour (smoledge.tokenizer.llama_cpp.decide_pre): a Llama-3-regex
+tokenizer comes out as `llama-bpe` and tokenizes in llama.cpp exactly like HF, the same file planted
+with `gpt-2` fails the tokenization gate, and a Qwen2-regex one comes out as `qwen2`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from standin import IM_END, IM_START, llama3_style_tokenizer, padded, save_teacher
 
 from smoledge.errors import SmoledgeError
-from smoledge.export import gguf_constants as C
+from smoledge.tokenizer import llama_cpp
 from smoledge.export.gguf import write_gguf
 from smoledge.export.parity import check_greedy, check_parity, check_tokenization
 
@@ -82,11 +82,11 @@ def test_evaluate_scores_a_padded_vocab_alike_in_both_runtimes(standin_model: Pa
     assert got.ppl == pytest.approx(ref.ppl, rel=1e-4)
 
 
-def test_the_mapping_matters_gpt2_would_tokenize_differently(standin_model: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:
-    monkeypatch.setitem(C.PRE_TOKENIZERS, C.LLAMA3_SPLIT_REGEX, ("gpt-2", True))
+def test_a_planted_wrong_pre_tokenizer_fails_the_gate(standin_model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(llama_cpp, "decide_pre", lambda vocab, tok_json, where="", texts=(): "gpt-2")
     wrong = write_gguf(standin_model, tmp_path / "wrong.gguf", "f32")
-    with pytest.raises(SmoledgeError, match="GGUF tokenizer disagrees with HF"):
+    assert field(gguf.GGUFReader(wrong), "tokenizer.ggml.pre") == "gpt-2"
+    with pytest.raises(SmoledgeError, match="GGUF tokenizer disagrees with HF on .* at token"):
         check_tokenization(standin_model, wrong)
 
 
@@ -98,24 +98,36 @@ def _with_tokenizer_json(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def test_ignore_merges_must_match_llama_cpp(standin_model: Path, tmp_path: Path) -> None:
+def test_ignore_merges_is_part_of_the_behaviour(standin_model: Path, tmp_path: Path) -> None:
+    # Llama 3's regex without ignore_merges is not llama.cpp's llama-bpe (which takes any pre-token in the
+    # vocabulary whole): another splitter llama.cpp runs without it must be proven to tokenize alike.
     model = _with_tokenizer_json(standin_model, tmp_path / "m",
                                  lambda spec: spec["model"].update(ignore_merges=False))
-    with pytest.raises(SmoledgeError, match=r"ignore_merges=False but llama.cpp's 'llama-bpe'.*ignore_merges=True"):
-        write_gguf(model, tmp_path / "m.gguf", "f32")
-    assert not (tmp_path / "m.gguf").exists()
+    out = write_gguf(model, tmp_path / "m.gguf", "f32")
+    pre = field(gguf.GGUFReader(out), "tokenizer.ggml.pre")
+    assert pre != "llama-bpe" and llama_cpp.PRE_TOKENIZERS[pre] is False
+    assert check_tokenization(model, out)["identical"]
 
 
-def test_unmapped_regex_is_named_with_the_fix(standin_model: Path, tmp_path: Path) -> None:
-    qwen2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")  # Qwen2's: one digit at a time
+def test_a_qwen2_regex_is_recognised_by_behaviour(standin_model: Path, tmp_path: Path) -> None:
+    model = _with_tokenizer_json(standin_model, tmp_path / "m", lambda spec: (
+        spec["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=llama_cpp.QWEN2_SPLIT_REGEX),
+        spec["model"].update(ignore_merges=False)))
+    out = write_gguf(model, tmp_path / "m.gguf", "f32")
+    assert field(gguf.GGUFReader(out), "tokenizer.ggml.pre") == "qwen2"
+    assert check_tokenization(model, out)["identical"]
+
+
+def test_an_unknown_split_is_refused_naming_the_likeliest_and_the_fix(standin_model: Path, tmp_path: Path) -> None:
+    odd = r"\p{L}{1,2}|\p{N}|[^\p{L}\p{N}]"  # two letters at a time: no llama.cpp splitter does this
     model = _with_tokenizer_json(standin_model, tmp_path / "m",
-                                 lambda spec: spec["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=qwen2))
+                                 lambda spec: spec["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=odd))
     with pytest.raises(SmoledgeError) as exc:
         write_gguf(model, tmp_path / "m.gguf", "f32")
     msg = str(exc.value)
-    assert repr(qwen2) in msg and "llama-bpe" in msg and "gpt-2" in msg
-    assert "PRE_TOKENIZERS in smoledge/export/gguf_constants.py" in msg
+    assert "no llama.cpp pre-tokenizer reproduces" in msg and "the likeliest, 'gpt-2', differs on" in msg
+    assert "PRE_TOKENIZERS in smoledge/tokenizer/llama_cpp.py" in msg
+    assert not (tmp_path / "m.gguf").exists()
 
 
 def test_chat_prompt_specials_are_single_tokens_in_llama_cpp(standin_model: Path, standin_gguf: Path) -> None:

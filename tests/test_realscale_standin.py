@@ -126,7 +126,7 @@ def test_shards_use_the_teacher_tokenizer_ids_and_eos(built, standin: dict[str, 
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
 
     _, run = built
     tok = AutoTokenizer.from_pretrained(standin["teacher"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from smoledge.data.config import DataConfig, SourceConfig
-from smoledge.data.shards import Shard, write_split
+from smoledge.tokenizer.shards import Shard, write_split
 from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.train.data import IGNORE_INDEX, PackedSampler, mixture_weights, pack, validation_batches

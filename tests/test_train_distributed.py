@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from smoledge.data.shards import write_split
+from smoledge.tokenizer.shards import write_split
 from smoledge.train.metrics import read_metrics
 from test_train_run import _docs
 

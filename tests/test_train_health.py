@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from smoledge.config import ConfigError
-from smoledge.data.shards import Shard, write_split
+from smoledge.tokenizer.shards import Shard, write_split
 from smoledge.evaluate.report import health_summary, read_health, render
 from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig

@@ -17,7 +17,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from smoledge.data.shards import Shard, write_split
+from smoledge.tokenizer.shards import Shard, write_split
 from smoledge.errors import SmoledgeError
 from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
@@ -464,7 +464,7 @@ def test_feature_distillation_trains_projections_that_stay_out_of_the_model(pret
 
 
 def test_distill_rejects_a_teacher_with_another_tokenizer(pretrained, prose_texts, tmp_path: Path) -> None:
-    from smoledge.data.bpe import train_bpe
+    from smoledge.tokenizer.bpe import train_bpe
     from smoledge.train.teacher import load_teacher
 
     other = train_bpe(prose_texts[:300], vocab_size=512)
@@ -478,7 +478,7 @@ def test_distill_rejects_a_teacher_with_another_tokenizer(pretrained, prose_text
 def test_distill_preflight_refuses_an_external_teacher_with_another_tokenizer(pretrained, prose_texts, tmp_path: Path,
                                                                           tokenized: Path) -> None:
     """Checked before the build clears the previous student (runs.py calls preflight first)."""
-    from smoledge.data.bpe import train_bpe
+    from smoledge.tokenizer.bpe import train_bpe
     from smoledge.train import distill
 
     other_dir = tmp_path / "other-teacher"

@@ -5,7 +5,7 @@ activation energies; both must come from the text the model will see, never from
 held-out split the evaluate stage scores. Windows take documents language by language in
 turn, so every language of the corpus shapes the ranges, and the choice is deterministic.
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.export.calibration import calibration_windows
     windows = calibration_windows(Shard.open("runs/quickstart/tokenizer/shards", "train"), 32, 256)
 """

@@ -1,10 +1,10 @@
-"""Write a smoledge HF model directory (SmolLM3 + byte-level BPE) as a GGUF file.
+"""Write an HF model directory (SmolLM3 or Llama) as a GGUF file.
 
-smoledge's own writer over the `gguf` package: llama.cpp's converter rejects
-smoledge's tokenizer, and owning the mapping lets us refuse, with a reason,
-anything llama.cpp would run differently from PyTorch. The tokenizer's split
-regex picks llama.cpp's pre-tokenizer (gpt-2 for smoledge's BPE, llama-bpe for
-a Llama-3/SmolLM3 tokenizer given as tokenizer.pretrained; gguf_constants.PRE_TOKENIZERS).
+smoledge's own writer over the `gguf` package: llama.cpp's converter recognises
+a BPE tokenizer by a hash of one sample's tokens, which no vocabulary smoledge
+trains can match, and owning the mapping lets us refuse, with a reason,
+anything llama.cpp would run differently from PyTorch. The tokenizer keys come
+from smoledge.tokenizer.llama_cpp, which proves its pre-tokenizer in llama.cpp.
 
     from smoledge.export.gguf import write_gguf
     write_gguf("runs/quickstart/export/hf", "model-q8_0.gguf", "q8_0")
@@ -21,7 +21,8 @@ import numpy as np
 
 from smoledge.errors import SmoledgeError
 from smoledge.export import gguf_constants as C
-from smoledge.io import atomic_path
+from smoledge.io import atomic_path, read_json
+from smoledge.tokenizer.llama_cpp import MODEL_FILES_MISSING, add_vocab, gguf_vocab_for_dir
 
 
 def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list[str] | None = None,
@@ -44,9 +45,9 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
     matrix_type, file_type = C.GGUF_DTYPES[dtype]
     notes = notes if notes is not None else []
 
-    cfg = _read_json(hf_dir / "config.json")
+    cfg = read_json(hf_dir / "config.json", MODEL_FILES_MISSING)
     hp = model_hparams(cfg, hf_dir)
-    vocab = read_vocab(hf_dir, hp["vocab_size"])
+    vocab = gguf_vocab_for_dir(hf_dir, hp["vocab_size"])
     weights = _load_weights(hf_dir)
 
     tensors = list(_gguf_tensors(weights, hp, permute=_permute_qk))
@@ -83,19 +84,7 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
         w.add_file_type(int(file_type))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-        w.add_tokenizer_model(C.GGUF_TOKENIZER_MODEL)
-        w.add_tokenizer_pre(vocab["pre"])
-        w.add_token_list(vocab["tokens"])
-        w.add_token_types(vocab["types"])
-        w.add_token_merges(vocab["merges"])
-        for key, adder in (("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id),
-                           ("pad", w.add_pad_token_id), ("eot", w.add_eot_token_id)):
-            if vocab[key] is not None:
-                adder(vocab[key])
-        w.add_add_bos_token(vocab["add_bos"])
-        w.add_add_eos_token(vocab["add_eos"])
-        if vocab["chat_template"]:
-            w.add_chat_template(vocab["chat_template"])
+        add_vocab(w, vocab)
 
         for name, arr, qtype in planned:
             data = gguf.quants.quantize(arr, qtype)
@@ -210,151 +199,6 @@ def yarn_hparams(cfg: dict[str, Any], where: str = "") -> dict[str, float] | Non
     }
 
 
-# ---------------------------------------------------------------- tokenizer
-
-
-def check_pre_tokenizer(tok_json: dict[str, Any], where: Path | str = "") -> str:
-    """The llama.cpp pre-tokenizer (tokenizer.ggml.pre) that reproduces this tokenizer.json;
-    refuses one that llama.cpp's byte-level BPE would tokenize differently."""
-    where = f" ({where})" if where else ""
-    model = tok_json.get("model") or {}
-    if model.get("type") != "BPE":
-        raise SmoledgeError(f"tokenizer model is {model.get('type')!r}{where}; only byte-level BPE exports to GGUF")
-    if model.get("byte_fallback"):
-        raise SmoledgeError(f"tokenizer uses byte_fallback{where} (a sentencepiece-style BPE); retrain with "
-                            "smoledge's byte-level BPE")
-    if tok_json.get("normalizer") is not None:
-        raise SmoledgeError(f"tokenizer has a normalizer {tok_json['normalizer'].get('type')!r}{where}; llama.cpp's "
-                            "byte-level BPE applies none, so text would tokenize differently. Retrain without one")
-    pre = tok_json.get("pre_tokenizer")
-    regex = _split_regex(pre)
-    if regex is None:
-        raise SmoledgeError(
-            f"tokenizer pre-tokenizer {json.dumps(pre)[:200]}{where} is not a byte-level regex split "
-            "llama.cpp can reproduce, so the GGUF would tokenize differently. Use a tokenizer whose pre-tokenizer "
-            "is ByteLevel(use_regex=True) or Split(regex) + ByteLevel(use_regex=False): smoledge's own BPE "
-            "(smoledge.data.bpe.train_bpe) or a Llama-3/SmolLM3 tokenizer (tokenizer.pretrained)"
-        )
-    if regex not in C.PRE_TOKENIZERS:
-        known = "; ".join(f"{name}: {r!r}" for r, (name, _) in C.PRE_TOKENIZERS.items())
-        raise SmoledgeError(
-            f"tokenizer pre-tokenizer splits with the regex {regex!r}{where}, which smoledge does not map to a "
-            f"llama.cpp pre-tokenizer (it maps {known}); the GGUF would tokenize differently. Use a tokenizer with "
-            "one of those regexes, or add the regex with the llama.cpp pre-tokenizer that implements it to "
-            "PRE_TOKENIZERS in smoledge/export/gguf_constants.py (and prove it as "
-            "tests/test_export_pretrained_tokenizer.py does for llama-bpe)"
-        )
-    name, ignore_merges = C.PRE_TOKENIZERS[regex]
-    if bool(model.get("ignore_merges", False)) != ignore_merges:
-        raise SmoledgeError(
-            f"tokenizer{where} has ignore_merges={bool(model.get('ignore_merges', False))} but llama.cpp's '{name}' "
-            f"pre-tokenizer runs with ignore_merges={ignore_merges}; words in the vocabulary would split "
-            "differently. Use the tokenizer as its model family publishes it"
-        )
-    return name
-
-
-def _split_regex(pre: Any) -> str | None:
-    """The split regex of a byte-level pre-tokenizer, or None for any other structure."""
-    if not isinstance(pre, dict):
-        return None
-    if pre.get("type") == "ByteLevel":
-        if pre.get("use_regex", True) and not pre.get("add_prefix_space", False):
-            return C.GPT2_SPLIT_REGEX  # ByteLevel's built-in regex is GPT-2's
-        return None
-    if pre.get("type") == "Sequence":
-        parts = pre.get("pretokenizers") or []
-        if len(parts) != 2:
-            return None
-        split, byte_level = parts
-        if (
-            split.get("type") == "Split"
-            and split.get("behavior") == "Isolated"
-            and not split.get("invert", False)
-            and byte_level.get("type") == "ByteLevel"
-            and not byte_level.get("use_regex", True)
-            and not byte_level.get("add_prefix_space", False)
-        ):
-            return (split.get("pattern") or {}).get("Regex")
-    return None
-
-
-def read_vocab(hf_dir: Path, vocab_size: int) -> dict[str, Any]:
-    """Tokens, types, merges, special ids and chat template for the GGUF tokenizer keys."""
-    from gguf import TokenType
-
-    tok_json = _read_json(hf_dir / "tokenizer.json")
-    pre = check_pre_tokenizer(tok_json, hf_dir / "tokenizer.json")
-    tok_cfg = _read_json(hf_dir / "tokenizer_config.json") if (hf_dir / "tokenizer_config.json").exists() else {}
-
-    by_id: dict[int, str] = {int(i): t for t, i in tok_json["model"]["vocab"].items()}
-    types: dict[int, TokenType] = {}
-    for added in tok_json.get("added_tokens", []):
-        by_id[int(added["id"])] = added["content"]
-        types[int(added["id"])] = TokenType.CONTROL if added.get("special") else TokenType.USER_DEFINED
-    n_tok = max(by_id) + 1
-    if n_tok > vocab_size:
-        raise SmoledgeError(f"tokenizer has {n_tok} tokens but the model's vocab_size is {vocab_size} ({hf_dir}); "
-                            "the model was trained with a different tokenizer")
-    missing = [i for i in range(n_tok) if i not in by_id]
-    if missing:
-        raise SmoledgeError(f"tokenizer ids have holes (e.g. {missing[:5]}) in {hf_dir}/tokenizer.json; re-save it")
-    tokens, token_types = [], []
-    for i in range(vocab_size):
-        if i < n_tok:
-            tokens.append(by_id[i])
-            token_types.append(int(types.get(i, TokenType.NORMAL)))
-        else:
-            # Rows of a padded embedding no text maps to.
-            tokens.append(f"[PAD{i}]")
-            token_types.append(int(TokenType.UNUSED))
-
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tok_json["model"].get("merges", [])]
-    ids = {t: i for i, t in by_id.items()}
-
-    def special_id(name: str) -> int | None:
-        v = tok_cfg.get(name)
-        v = v.get("content") if isinstance(v, dict) else v
-        return ids.get(v) if v else None
-
-    # Whether HF adds BOS/EOS around plain text: llama.cpp must do the same.
-    add_bos, add_eos = _post_processor_adds(tok_json, special_id("bos_token"), special_id("eos_token"))
-    chat_template = tok_cfg.get("chat_template")
-    if not chat_template and (hf_dir / "chat_template.jinja").exists():
-        chat_template = (hf_dir / "chat_template.jinja").read_text(encoding="utf-8")
-    eot = ids.get("<|im_end|>")
-    return {
-        "pre": pre,
-        "tokens": tokens,
-        "types": token_types,
-        "merges": merges,
-        "bos": special_id("bos_token"),
-        "eos": special_id("eos_token"),
-        "pad": special_id("pad_token"),
-        "eot": eot if eot is not None and types.get(eot) == TokenType.CONTROL else None,
-        "add_bos": add_bos,
-        "add_eos": add_eos,
-        "chat_template": chat_template if isinstance(chat_template, str) else None,
-    }
-
-
-def _post_processor_adds(tok_json: dict[str, Any], bos: int | None, eos: int | None) -> tuple[bool, bool]:
-    """(adds BOS first, adds EOS last) for a single sequence, read from tokenizer.json."""
-    from tokenizers import Tokenizer
-
-    tk = Tokenizer.from_str(json.dumps(tok_json))
-    plain = tk.encode("a", add_special_tokens=False).ids
-    full = tk.encode("a", add_special_tokens=True).ids
-    if full == plain:
-        return False, False
-    add_bos = bos is not None and full[:1] == [bos] and full[1:1 + len(plain)] == plain
-    add_eos = eos is not None and full[-1:] == [eos]
-    if len(full) != len(plain) + add_bos + add_eos:
-        raise SmoledgeError(f"the tokenizer's post-processor adds {full} around {plain}; GGUF can only express "
-                            "an optional BOS and EOS. Remove the post-processor")
-    return add_bos, add_eos
-
-
 # ---------------------------------------------------------------- weights
 
 
@@ -434,12 +278,3 @@ def _tensor_type(name: str, arr: np.ndarray, matrix_type, notes: list[str], head
         notes.append(f"{name}: rows of {arr.shape[-1]} are not a multiple of {block}, kept {C.QUANT_FALLBACK.name}")
         return C.QUANT_FALLBACK
     return matrix_type
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise SmoledgeError(f"{path} is missing; the model directory must hold config.json and the tokenizer files")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SmoledgeError(f"{path} is not valid JSON ({exc}); re-save the model directory") from None

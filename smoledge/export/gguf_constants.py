@@ -1,5 +1,5 @@
-"""What smoledge's GGUF writer maps onto: llama.cpp tensor names, file types,
-supported tokenizers and the NoPE pattern llama.cpp hard-codes.
+"""What smoledge's GGUF writer maps onto: llama.cpp tensor names, file types
+and the NoPE pattern llama.cpp hard-codes (the tokenizer's mapping is smoledge.tokenizer.llama_cpp).
 
 Kept apart from the writer so the mapping can be read (and checked) at a glance.
 """
@@ -60,24 +60,6 @@ QUANT_FALLBACK = GGMLQuantizationType.F16
 # llama.cpp's smollm3 graph skips RoPE in layer il when (il + 1) % 4 == 0; there is
 # no GGUF key to change that, so only this interval can be exported faithfully.
 LLAMA_CPP_NOPE_INTERVAL = 4
-
-# Byte-level BPE split regexes llama.cpp reproduces. A tokenizer.json pre-tokenizer of
-# ByteLevel(use_regex=True) (the GPT-2 regex) or Split(regex) + ByteLevel(use_regex=False)
-# exports with the llama.cpp pre-tokenizer named here; any other regex would tokenize
-# differently there, so export refuses it.
-GPT2_SPLIT_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-# Llama 3's, as its tokenizer.json (and SmolLM3's, which reuses Llama 3's tokenizer) spells it.
-LLAMA3_SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                      r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-# regex -> (tokenizer.ggml.pre, whether llama.cpp's tokenizer of that name ignores merges:
-# takes a pre-token that is itself in the vocabulary whole). HF's BPE `ignore_merges` must agree.
-# Both are checked token for token against llama.cpp: gpt-2 by every export test (smoledge's
-# BPE), llama-bpe in tests/test_export_pretrained_tokenizer.py.
-PRE_TOKENIZERS: dict[str, tuple[str, bool]] = {
-    GPT2_SPLIT_REGEX: ("gpt-2", False),
-    LLAMA3_SPLIT_REGEX: ("llama-bpe", True),
-}
-GGUF_TOKENIZER_MODEL = "gpt2"
 
 # HF activation names llama.cpp's llama/smollm3 graphs compute (SwiGLU with SiLU).
 SUPPORTED_ACTIVATIONS = ("silu", "swish")

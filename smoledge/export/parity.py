@@ -21,23 +21,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from smoledge.errors import SmoledgeError
+from smoledge.io import read_json
+from smoledge.tokenizer.llama_cpp import (MODEL_FILES_MISSING, PROBE_TEXTS, first_difference, gguf_tokenizer_kind,
+                                          hf_tokenizer, normalizes_nfc, special_tokens)
 
-# Texts where byte-level BPE implementations tend to disagree: specials inside text,
-# whitespace runs, contractions, digits, accents, non-Latin scripts, emoji, ZWJ sequences.
-TOKENIZATION_TEXTS = (
-    "The quick brown fox jumps over the lazy dog. Don't, won't, they'll, I'd've.",
-    "Le renard brun saute par-dessus le chien paresseux — à l'été, ça coûte 3,50 €.",
-    "El zorro marrón: ¿dónde está? ¡Aquí! Niño, pingüino, acción.",
-    "Der braune Fuchs springt über den faulen Hund. Größe: 12½ Straße.",
-    "Il gatto è sul tavolo; perché non lo sai? Così è.",
-    "O rato roeu a roupa do rei de Roma. Ação, coração, pão.",
-    "<|im_start|>user\nBonjour, comment ça va ?<|im_end|>\n<|im_start|>assistant\n",
-    "text<|endoftext|>more text<|im_end|><|im_start|>",
-    "  two leading spaces,\tthen a tab,\n\n\nthree newlines,    four spaces   \n end",
-    "Emoji: 🦊🐶 👩‍👩‍👧 ✨ and CJK 日本語の文章 한국어 Ελληνικά Русский текст",
-    "Numbers 1234567890 3.14159 1e-5 0x1F and code: def f(x): return x**2  # ok",
-    "Caf\u00e9 vs Cafe\u0301 (NFC vs NFD), \u00a0non-breaking\u2009thin space, soft\u00adhyphen",
-)
 # Weights per compute thread. A tiny model split over cores spends more time syncing
 # threads than computing (20-200x slower measured on a busy 2-core box), so threads
 # grow with model size.
@@ -134,30 +121,17 @@ def gguf_logits(gguf_path: str | Path, ids: Sequence[int], n_threads: int | None
     return np.array(llm.scores[: len(ids)], dtype=np.float32)  # (T, V)
 
 
-def check_tokenization(hf_dir: str | Path, gguf_path: str | Path, texts: Sequence[str] = TOKENIZATION_TEXTS) -> dict[str, Any]:
+def check_tokenization(hf_dir: str | Path, gguf_path: str | Path, texts: Sequence[str] = PROBE_TEXTS) -> dict[str, Any]:
     """HF and llama.cpp must give identical ids (specials parsed) and decode back to the same bytes."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(hf_dir)
+    tok_json = read_json(Path(hf_dir) / "tokenizer.json", MODEL_FILES_MISSING)
     llm = load_llama(gguf_path, n_ctx=64, vocab_only=True)
-    specials = set(tok.all_special_tokens)
-    tokens = 0
-    for text in texts:
-        ref = tok.encode(text, add_special_tokens=False)
-        got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        if ref != got:
-            at = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
-            raise SmoledgeError(
-                f"GGUF tokenizer disagrees with HF on {text!r} at token {at}: HF {ref[at:at + 5]} "
-                f"({tok.convert_ids_to_tokens(ref[at:at + 5])}) vs llama.cpp {got[at:at + 5]}; "
-                "the exported vocab/merges/pre-tokenizer do not match the HF tokenizer"
-            )
-        if not any(s in text for s in specials):
-            back = llm.detokenize(got)
-            if back != text.encode("utf-8"):
-                raise SmoledgeError(f"GGUF detokenizes {text!r} to {back!r}; the byte-level vocab is corrupt")
-        tokens += len(ref)
-    return {"texts": len(texts), "tokens": tokens, "identical": True}
+    problem = first_difference(tok_json, llm, texts, normalizes_nfc(tok_json), special_tokens(tok_json))
+    if problem:
+        raise SmoledgeError(f"GGUF tokenizer disagrees with HF {problem}; the exported vocab/merges/pre-tokenizer "
+                            "do not match the HF tokenizer")
+    tk = hf_tokenizer(tok_json)
+    return {"texts": len(texts), "tokens": sum(len(tk.encode(t, add_special_tokens=False).ids) for t in texts),
+            "identical": True, **gguf_tokenizer_kind(gguf_path)}
 
 
 def compare_logits(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from typing import Any
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir, atomic_write_json, atomic_write_text
 from smoledge.runs import StageContext, StageResult
+from smoledge.tokenizer.pretrained import TOKENIZER_FILES
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
 IMATRIX_FILE = "imatrix.gguf"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -69,7 +70,7 @@ def run(ctx: StageContext) -> StageResult:
 
 def calibration(shards: Path, cfg: Any, context: int) -> list[list[int]] | None:
     """Calibration windows from the curated training split, when static int8 or the imatrix needs them."""
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.export.calibration import calibration_windows
 
     if not (cfg.onnx_int8_static or cfg.imatrix):

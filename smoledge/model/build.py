@@ -14,7 +14,7 @@ from smoledge.model.config import ModelConfig
 if TYPE_CHECKING:
     from transformers import SmolLM3Config, SmolLM3ForCausalLM
 
-# Special token ids of smoledge's own tokenizer (see smoledge.data.bpe); a pretrained
+# Special token ids of smoledge's own tokenizer (see smoledge.tokenizer.bpe); a pretrained
 # tokenizer (tokenizer.pretrained) has its own: take them with special_ids(tokenizer).
 EOS_ID = 0
 BOS_ID = 0

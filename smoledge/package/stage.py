@@ -28,7 +28,7 @@ from typing import Any
 
 from smoledge.bench.config import DeviceProfile
 from smoledge.errors import SmoledgeError
-from smoledge.export.stage import TOKENIZER_FILES
+from smoledge.tokenizer.pretrained import TOKENIZER_FILES
 from smoledge.io import atomic_path, atomic_write_json, atomic_write_text, file_manifest, sha256_file
 from smoledge.package.archive import write_archive
 from smoledge.runs import INPROGRESS, RECORD, StageContext, StageResult, library_versions, read_record

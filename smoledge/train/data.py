@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from smoledge.data.shards import Shard
+from smoledge.tokenizer.shards import Shard
 from smoledge.errors import SmoledgeError
 
 if TYPE_CHECKING:

@@ -57,7 +57,7 @@ def preflight(ctx: StageContext) -> None:
     and a cache must have been made from this run's teacher, tokenizer, data and batches."""
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.train.teacher import check_tokenizer
     from smoledge.train.teacher_cache import CACHE_JSON, tokenizer_name
 

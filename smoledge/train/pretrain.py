@@ -25,7 +25,7 @@ from smoledge.errors import SmoledgeError
 from smoledge.runs import StageContext, StageResult
 
 if TYPE_CHECKING:
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
     from smoledge.model.config import ModelConfig
     from smoledge.train.config import TrainConfig
     from smoledge.train.data import Batch, PackedSampler
@@ -43,7 +43,7 @@ def tokenized_inputs(ctx: StageContext) -> tuple[Path, Any, "Shard", "Shard"]:
     """(tokenizer dir, tokenizer, train shard, valid shard) from the train-tokenizer stage."""
     from transformers import AutoTokenizer
 
-    from smoledge.data.shards import Shard
+    from smoledge.tokenizer.shards import Shard
 
     root = ctx.stage_dir("train-tokenizer")
     tok_dir, shards = root / "tokenizer", root / "shards"

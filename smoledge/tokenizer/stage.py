@@ -3,13 +3,13 @@
     smoledge train-tokenizer build/quickstart.yaml
     # or: smoledge.runs.build(recipe, until="train-tokenizer")
 
-Reads runs/<name>/curate/curated.parquet. Trains smoledge.data.bpe on the
+Reads runs/<name>/curate/curated.parquet. Trains smoledge.tokenizer.bpe on the
 `train` split only (the held-out split never shapes the vocabulary), or, with
 tokenizer.pretrained, loads that tokenizer (a directory or hub id: a teacher's)
 instead, then writes into runs/<name>/tokenizer/:
 
   tokenizer/        the HF tokenizer (tokenizer.json, tokenizer_config.json, ...)
-  shards/           train.* and valid.* (smoledge.data.shards): each document's
+  shards/           train.* and valid.* (smoledge.tokenizer.shards): each document's
                     token ids followed by the tokenizer's EOS (id 0 for smoledge's
                     BPE), with its language, source and sampling weight (curate's
                     `weight` column: rehydration, or 1.0)
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
 from smoledge.runs import StageContext, StageResult
+from smoledge.tokenizer.pretrained import load_pretrained, pretrained_inputs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -53,42 +54,7 @@ def load_curated(path: Path) -> dict[str, list[Any]]:
 
 
 def external_inputs(recipe: Any) -> dict[str, Any]:
-    """A local pretrained tokenizer by content (editing it must re-tokenize); a hub id is in the recipe."""
-    from smoledge.export.stage import TOKENIZER_FILES
-    from smoledge.io import sha256_file
-
-    name = recipe.tokenizer.pretrained
-    if name is None or not Path(name).is_dir():
-        return {}
-    files = sorted(p for p in Path(name).iterdir() if p.is_file() and p.name in TOKENIZER_FILES)
-    return {"pretrained": {p.name: sha256_file(p) for p in files}}
-
-
-def load_pretrained(name: str) -> "PreTrainedTokenizerFast":
-    """An existing tokenizer (directory or hub id) that smoledge can shard with and export to GGUF."""
-    import json
-
-    from transformers import AutoTokenizer
-
-    from smoledge.export.gguf import check_pre_tokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise SmoledgeError(
-            f"cannot load tokenizer.pretrained '{name}' ({str(exc).strip().splitlines()[0]}); give a local "
-            f"directory holding tokenizer.json, or a hub id with network access (or one already in the HF cache: "
-            f"huggingface-cli download {name} --include 'tokenizer*' --local-dir DIR, then pretrained: DIR)"
-        ) from None
-    if not tok.is_fast:
-        raise SmoledgeError(f"tokenizer.pretrained '{name}' has no tokenizer.json (a slow, Python-only tokenizer); "
-                            "smoledge needs a fast byte-level BPE tokenizer to shard and export")
-    if tok.eos_token_id is None:
-        raise SmoledgeError(f"tokenizer.pretrained '{name}' has no EOS token; documents are separated by EOS in "
-                            "the shards. Use a tokenizer that defines eos_token")
-    # Refuse now, not after days of distillation, a tokenizer the GGUF export could not reproduce.
-    check_pre_tokenizer(json.loads(tok.backend_tokenizer.to_str()), name)
-    return tok
+    return pretrained_inputs(recipe.tokenizer.pretrained)
 
 
 def _fmt_count(n: int) -> str:
@@ -100,8 +66,8 @@ def _fmt_count(n: int) -> str:
 
 
 def run(ctx: StageContext) -> StageResult:
-    from smoledge.data.bpe import train_bpe
-    from smoledge.data.shards import pick_dtype, write_split
+    from smoledge.tokenizer.bpe import train_bpe
+    from smoledge.tokenizer.shards import pick_dtype, write_split
 
     recipe = ctx.recipe
     cfg = recipe.tokenizer
@@ -120,7 +86,7 @@ def run(ctx: StageContext) -> StageResult:
         ctx.progress.update(f"training BPE (vocab {cfg.vocab_size}) on {len(by_split['train'])} docs")
         tok = train_bpe((cols["text"][i] for i in by_split["train"]), cfg.vocab_size, cfg.min_frequency)
         if tok.eos_token_id != 0:
-            raise SmoledgeError(f"tokenizer EOS id is {tok.eos_token_id}, expected 0; smoledge.data.bpe must put "
+            raise SmoledgeError(f"tokenizer EOS id is {tok.eos_token_id}, expected 0; smoledge.tokenizer.bpe must put "
                                 "EOS first")
     vocab_size = len(tok)
     eos = tok.eos_token_id

@@ -3,7 +3,7 @@
 The GPT-2 regex is what llama.cpp's `gpt-2` pre-tokenizer implements, so the
 GGUF export tokenizes exactly like HF (a custom regex would not load there).
 
-    from smoledge.data.bpe import train_bpe
+    from smoledge.tokenizer.bpe import train_bpe
     tok = train_bpe(["some text", ...], vocab_size=4096)
     tok.save_pretrained("out/tokenizer")
 """
