@@ -1,10 +1,21 @@
-"""Write an HF model directory (SmolLM3 or Llama) as a GGUF file.
+"""Write an HF model directory as a GGUF file: SmolLM3, Llama (SmolLM/SmolLM2, Llama 3.x, TinyLlama),
+Qwen2/Qwen2.5, Qwen3, Gemma 3 (text) and the Phi-3 architecture (smoledge.export.architectures has the
+table; the released Phi-3/3.5-mini configs are refused there, since llama.cpp runs the 4k model's
+sliding window and the 128k/3.5 models' LongRoPE differently from transformers).
 
-smoledge's own writer over the `gguf` package: llama.cpp's converter recognises
-a BPE tokenizer by a hash of one sample's tokens, which no vocabulary smoledge
-trains can match, and owning the mapping lets us refuse, with a reason,
-anything llama.cpp would run differently from PyTorch. The tokenizer keys come
-from smoledge.tokenizer.llama_cpp, which proves its pre-tokenizer in llama.cpp.
+Why smoledge keeps its own writer over the `gguf` package instead of running llama.cpp's
+convert_hf_to_gguf.py: it must refuse, with the reason and the fix, anything llama.cpp would run
+differently from PyTorch (the converter writes such files and warns, or not); it pads vocabularies
+and writes the tokenizers smoledge trains, which the converter cannot identify (it recognises a
+BPE tokenizer by a hash of one sample's tokens); and it applies smoledge's rule for the output
+head of Q4_0 files. The converter of the exact llama.cpp version smoledge runs is used instead as
+an oracle in tests/test_export_architectures.py: same tensor names, shapes and data, same
+architecture keys, so a llama.cpp upgrade that renames or re-derives anything fails a test.
+
+This module is the generic writer; what differs per architecture (tensor mapping, transforms,
+keys, refusals) lives in smoledge.export.architectures, and the tokenizer keys come from
+smoledge.tokenizer.llama_cpp, which proves its pre-tokenizer in llama.cpp. It does not make
+K-quants (smoledge.export.kquant) nor check parity (smoledge.export.parity).
 
     from smoledge.export.gguf import write_gguf
     write_gguf("runs/quickstart/export/hf", "model-q8_0.gguf", "q8_0")
@@ -12,26 +23,29 @@ from smoledge.tokenizer.llama_cpp, which proves its pre-tokenizer in llama.cpp.
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from smoledge.errors import SmoledgeError
+from smoledge.export import architectures as A
 from smoledge.export import gguf_constants as C
+from smoledge.export.architectures import permute_qk, yarn_hparams  # noqa: F401  (public names of this module)
 from smoledge.io import atomic_path, read_json
 from smoledge.tokenizer.llama_cpp import MODEL_FILES_MISSING, add_vocab, gguf_vocab_for_dir
 
 
 def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list[str] | None = None,
-               *, _permute_qk: bool = True) -> Path:
+               *, _permute_qk: bool = True, _mistakes: Collection[str] = ()) -> Path:
     """Write `hf_dir` as a GGUF of `dtype` (f32 | f16 | bf16 | q8_0 | q4_0) at `out_path`, atomically.
 
     `notes` (if given) receives one line per tensor kept wider than asked (rows not a
-    multiple of the quantization block). `_permute_qk=False` writes Q/K in HF row order,
-    a deliberately wrong file the parity tests use to prove the gate catches it.
+    multiple of the quantization block). `_permute_qk=False` writes Q/K rows in the other
+    RoPE layout than llama.cpp's graph runs (HF order for llama/smollm3), and `_mistakes`
+    plants others (architectures.MISTAKES): deliberately wrong files the parity tests use
+    to prove the gate catches them.
     """
     import gguf
 
@@ -44,13 +58,16 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
                             f"(or the K-quants {', '.join(C.LLAMA_CPP_QUANTS)} through the export stage)")
     matrix_type, file_type = C.GGUF_DTYPES[dtype]
     notes = notes if notes is not None else []
+    mistakes = set(_mistakes) | ({"rope_order"} if not _permute_qk else set())
+    if mistakes - set(A.MISTAKES):
+        raise ValueError(f"unknown planted mistakes {sorted(mistakes - set(A.MISTAKES))}; see architectures.MISTAKES")
 
     cfg = read_json(hf_dir / "config.json", MODEL_FILES_MISSING)
     hp = model_hparams(cfg, hf_dir)
     vocab = gguf_vocab_for_dir(hf_dir, hp["vocab_size"])
     weights = _load_weights(hf_dir)
 
-    tensors = list(_gguf_tensors(weights, hp, permute=_permute_qk))
+    tensors = list(_gguf_tensors(weights, hp, mistakes))
     # The output projection (the embedding itself when tied) is the tensor 4-bit rounding hurts most.
     head = C.GLOBAL_TENSORS["model.embed_tokens.weight" if hp["tied"] else "lm_head.weight"]
     planned = [(name, arr, _tensor_type(name, arr, matrix_type, notes, head)) for name, arr in tensors]
@@ -64,14 +81,17 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
 
     with atomic_path(out_path) as tmp:
         w = gguf.GGUFWriter(tmp, hp["arch"])
-        w.add_name(hf_dir.name)
+        w.add_name(display_name(hf_dir))
         w.add_context_length(hp["context_length"])
         w.add_embedding_length(hp["hidden_size"])
         w.add_block_count(hp["num_layers"])
         w.add_feed_forward_length(hp["intermediate_size"])
         w.add_head_count(hp["num_heads"])
         w.add_head_count_kv(hp["num_kv_heads"])
-        w.add_rope_dimension_count(hp["head_dim"])
+        # Explicit even where llama.cpp's default (hidden / heads) agrees: Qwen3 and Gemma 3 differ.
+        w.add_key_length(hp["head_dim"])
+        w.add_value_length(hp["head_dim"])
+        w.add_rope_dimension_count(hp["rope_dim"])
         w.add_rope_freq_base(hp["rope_theta"])
         if hp["yarn"]:
             w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
@@ -79,8 +99,14 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
             w.add_rope_scaling_orig_ctx_len(hp["yarn"]["original_context_length"])
             if hp["yarn"]["attn_factor"] != 1.0:
                 w.add_rope_scaling_attn_factors(hp["yarn"]["attn_factor"])
+        if hp["linear"]:
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(hp["linear"])
         w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
         w.add_vocab_size(hp["vocab_size"])
+        for method, value in hp["keys"]:
+            if not ("swa_pattern" in mistakes and method == "add_sliding_window_pattern"):
+                getattr(w, method)(value)
         w.add_file_type(int(file_type))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -97,105 +123,63 @@ def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list
     return out_path
 
 
+def display_name(hf_dir: Path) -> str:
+    """general.name: the directory's name, with any part llama.cpp keys tokenizer behaviour on broken
+    by a space (C.LLAMA_CPP_NAME_TRIGGERS: phi3 -> phi 3), so the model tokenizes as its tokenizer says."""
+    import re
+
+    def defuse(m: re.Match[str]) -> str:
+        text = m.group(0)
+        return text.replace("-", " ") if "-" in text else text[:-1] + " " + text[-1]
+
+    pattern = "|".join(re.escape(t) for t in C.LLAMA_CPP_NAME_TRIGGERS)
+    return re.sub(pattern, defuse, hf_dir.resolve().name, flags=re.IGNORECASE)
+
+
 # ---------------------------------------------------------------- model config
 
 
 def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]:
-    """Check a SmolLM3/Llama config.json is exportable and return what the GGUF needs."""
+    """Check a config.json is exportable (architectures.ARCHITECTURES) and return what the GGUF needs."""
     where = f" in {where}" if where else ""
-    model_type = cfg.get("model_type")
-    if model_type not in ("smollm3", "llama"):
-        raise SmoledgeError(f"model_type '{model_type}'{where} is not exportable; smoledge exports smollm3/llama models")
-    act = cfg.get("hidden_act", "silu")
-    if act not in C.SUPPORTED_ACTIVATIONS:
-        raise SmoledgeError(f"hidden_act '{act}'{where}: llama.cpp runs SwiGLU with SiLU only; train with silu")
-    for flag in ("attention_bias", "mlp_bias"):
-        if cfg.get(flag):
-            raise SmoledgeError(f"{flag}=true{where}: the llama/smollm3 GGUF graph has no biases; train without them")
-    yarn = yarn_hparams(cfg, where)
-    if cfg.get("use_sliding_window"):
-        raise SmoledgeError(f"use_sliding_window=true{where}: llama.cpp's smollm3 graph has no sliding window; "
-                            "train with full attention")
+    spec = A.arch_spec(cfg.get("model_type"), where)
+    conf = A.hf_config(cfg, where)
+    extra = spec.extra(conf, where)
+    graph = A.GRAPHS[extra.arch or spec.graph]
+    act = getattr(conf, spec.act_attr, None)
+    if act not in spec.activations:
+        raise SmoledgeError(f"{spec.act_attr} '{act}'{where}: llama.cpp's {graph.name} graph computes "
+                            f"{' / '.join(spec.activations)} only; train with {spec.activations[0]}")
+    A.check_biases(spec, graph, conf, where)
 
-    layers = int(cfg["num_hidden_layers"])
-    hidden = int(cfg["hidden_size"])
-    heads = int(cfg["num_attention_heads"])
-    kv = int(cfg.get("num_key_value_heads") or heads)
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    if head_dim * heads != hidden:
-        raise SmoledgeError(f"head_dim {head_dim} x {heads} heads != hidden_size {hidden}{where}; "
-                            "llama.cpp expects head_dim = hidden_size / num_attention_heads")
-
-    use_rope = cfg.get("no_rope_layers") or [1] * layers
-    if len(use_rope) != layers:
-        raise SmoledgeError(f"no_rope_layers has {len(use_rope)} entries for {layers} layers{where}; the config is corrupt")
-    if all(use_rope):
-        arch = "llama"
-    else:
-        expected = [int((i + 1) % C.LLAMA_CPP_NOPE_INTERVAL != 0) for i in range(layers)]
-        if [int(bool(x)) for x in use_rope] != expected:
-            nope = [i for i, x in enumerate(use_rope) if not x]
-            want = [i for i, x in enumerate(expected) if not x]
-            raise SmoledgeError(
-                f"NoPE layers {nope}{where} do not follow llama.cpp's fixed pattern (every "
-                f"{C.LLAMA_CPP_NOPE_INTERVAL}th layer: {want}); llama.cpp would run a different model. "
-                f"Train with no_rope_interval: {C.LLAMA_CPP_NOPE_INTERVAL} (or 0 for no NoPE layers)"
-            )
-        arch = "smollm3"
+    layers = int(conf.num_hidden_layers)
+    hidden = int(conf.hidden_size)
+    heads = int(conf.num_attention_heads)
+    kv = int(getattr(conf, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(conf, "head_dim", None) or hidden // heads)
+    if not spec.q_width_free and head_dim * heads != hidden:
+        raise SmoledgeError(f"head_dim {head_dim} x {heads} heads != hidden_size {hidden}{where}; llama.cpp's "
+                            f"{graph.name} graph sizes Q by hidden_size, so head_dim must be hidden_size / heads")
+    rope_dim = extra.rope_dim or head_dim
     return {
-        "arch": arch,
+        "arch": graph.name,
+        "graph": graph,
+        "spec": spec,
         "num_layers": layers,
         "hidden_size": hidden,
-        "intermediate_size": int(cfg["intermediate_size"]),
+        "intermediate_size": int(conf.intermediate_size),
         "num_heads": heads,
         "num_kv_heads": kv,
         "head_dim": head_dim,
-        "context_length": int(cfg.get("max_position_embeddings", 2048)),
-        "rope_theta": float(cfg.get("rope_theta", 10000.0)),
-        "rms_norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
-        "vocab_size": int(cfg["vocab_size"]),
-        "tied": bool(cfg.get("tie_word_embeddings", True)),
-        "yarn": yarn,
-    }
-
-
-def yarn_hparams(cfg: dict[str, Any], where: str = "") -> dict[str, float] | None:
-    """The GGUF YaRN keys for a config's rope_scaling (None for plain RoPE); refuses scaling llama.cpp
-    would compute differently. `attn_factor` multiplies llama.cpp's own 0.1 ln(factor) + 1, so it is
-    transformers' attention factor divided by that (1.0 unless the config sets its own)."""
-    rs = cfg.get("rope_scaling")
-    if not rs:
-        return None
-    kind = rs.get("rope_type", rs.get("type"))
-    if kind == "default":
-        return None
-    if kind != C.YARN_ROPE_TYPE:
-        raise SmoledgeError(f"rope_scaling{where} is {kind!r} ({rs}); smoledge exports plain RoPE or YaRN only "
-                            "(export.yarn_factor); remove rope_scaling from the model config")
-    unknown = sorted(set(rs) - set(C.YARN_KEYS))
-    if unknown:
-        raise SmoledgeError(f"rope_scaling{where} has {unknown}, which smoledge cannot map to llama.cpp's YaRN; "
-                            f"use only {', '.join(C.YARN_KEYS)}")
-    for key, fixed in C.YARN_FIXED.items():
-        if rs.get(key) is not None and rs[key] != fixed:
-            raise SmoledgeError(f"rope_scaling.{key}{where} is {rs[key]!r}; llama.cpp's YaRN runs with {key}={fixed} "
-                                "(no GGUF key changes it), so the GGUF would compute a different model. Remove it")
-    factor = float(rs["factor"])
-    if factor < 1.0:
-        raise SmoledgeError(f"rope_scaling.factor{where} is {factor}; YaRN extends the context, it must be >= 1")
-
-    def mscale(scale: float, m: float = 1.0) -> float:  # transformers' get_mscale
-        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
-
-    attention = rs.get("attention_factor")
-    if attention is None:
-        attention = (mscale(factor, rs["mscale"]) / mscale(factor, rs["mscale_all_dim"])
-                     if rs.get("mscale") and rs.get("mscale_all_dim") else mscale(factor))
-    return {
-        "factor": factor,
-        "original_context_length": int(rs.get("original_max_position_embeddings")
-                                       or cfg.get("max_position_embeddings", 2048)),
-        "attn_factor": float(attention) / mscale(factor),
+        "rope_dim": rope_dim,
+        "context_length": int(conf.max_position_embeddings),
+        "rope_theta": float(conf.rope_theta),
+        "rms_norm_eps": float(conf.rms_norm_eps),
+        "vocab_size": int(conf.vocab_size),
+        "tied": bool(conf.tie_word_embeddings),
+        **A.rope_scaling(spec, conf, where, rope_dim),
+        "keys": extra.keys,
+        "q_norm_scale": extra.q_norm_scale,
     }
 
 
@@ -219,45 +203,63 @@ def _load_weights(hf_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
-    """HF rotates the two halves of each head (rotate_half); llama.cpp's NORM RoPE rotates
-    adjacent pairs. Reordering each head's rows from [x0..x_{d/2-1}, y0..] to [x0, y0, x1, y1..]
-    makes llama.cpp rotate the same pairs. Applied to Q and K alike, the q.k products of
-    NoPE layers are unchanged, so every layer gets it."""
-    rows, cols = w.shape
-    hd = rows // n_head
-    return w.reshape(n_head, 2, hd // 2, cols).swapaxes(1, 2).reshape(rows, cols)  # (n_head*hd, cols)
+def _gguf_tensors(weights: dict[str, np.ndarray], hp: dict[str, Any],
+                  mistakes: Collection[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (llama.cpp name, float32 array): token_embd, the blocks in order, then the head.
 
+    Names come from gguf's TensorNameMap for the graph; a weight the graph's loader does not create
+    is refused (llama.cpp would ignore it and compute a different model), as is a required one missing.
+    """
+    from gguf import MODEL_TENSOR as T
+    from gguf import get_tensor_name_map
 
-def _gguf_tensors(weights: dict[str, np.ndarray], hp: dict[str, Any], permute: bool = True):
-    """Yield (llama.cpp name, float32 array) in the order llama.cpp lists them."""
-    unused = set(weights)
+    graph: A.Graph = hp["graph"]
+    spec: A.ArchSpec = hp["spec"]
+    names = get_tensor_name_map(graph.arch, hp["num_layers"])
+    loads = graph.required | graph.optional
+    reorder = graph.rope_norm != ("rope_order" in mistakes)
+    out: dict[str, np.ndarray] = {}
+    unplaced: list[str] = []
+    for hf_name, arr in weights.items():
+        if hf_name.endswith("rotary_emb.inv_freq"):  # rotary caches some checkpoints carry; llama.cpp recomputes
+            continue
+        if hp["tied"] and hf_name == "lm_head.weight":  # saved copies of a tied head are the embedding
+            continue
+        mapped = names.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        suffix = hf_name.rsplit(".", 1)[-1]
+        if mapped is None or (mapped[0], suffix) not in loads:
+            unplaced.append(hf_name)
+            continue
+        kind, name = mapped
+        if ("drop_qkv_bias" in mistakes and suffix == "bias"
+                and kind in (T.ATTN_Q, T.ATTN_K, T.ATTN_V, T.ATTN_QKV)):
+            continue
+        if spec.norm_shift and hf_name.endswith("norm.weight") and "norm_shift" not in mistakes:
+            arr = arr + np.float32(spec.norm_shift)
+        if kind == T.ATTN_Q_NORM and hp["q_norm_scale"] != 1.0:
+            arr = arr * np.float32(hp["q_norm_scale"])
+        if reorder:
+            arr = A.reorder_rope_rows(kind, arr, hp)
+        out[name] = arr
+    if unplaced:
+        raise SmoledgeError(f"checkpoint has weights llama.cpp's {graph.name} graph has no place for: "
+                            f"{sorted(unplaced)[:5]}; this is not a plain {spec.model_type} model")
+    required = A.expected_names(graph, hp["num_layers"], graph.required)
+    if not hp["tied"]:
+        required.append(A.gguf_name(T.OUTPUT, None, "weight"))  # else llama.cpp silently reuses the embedding
+    missing = [n for n in required if n not in out]
+    if missing:
+        raise SmoledgeError(f"the checkpoint has nothing for {missing[:5]}, which llama.cpp's {graph.name} graph "
+                            "requires; the model directory is incomplete")
+    if hp["rope_freqs"] is not None and "rope_freqs" not in mistakes:
+        out[A.gguf_name(T.ROPE_FREQS, None, "weight")] = hp["rope_freqs"]
 
-    def take(name: str) -> np.ndarray:
-        if name not in weights:
-            raise SmoledgeError(f"weight '{name}' is missing from the checkpoint; the model directory is incomplete")
-        unused.discard(name)
-        return weights[name]
+    def order(name: str) -> tuple[int, int]:
+        if name.startswith("blk."):
+            return 1, int(name.split(".")[1])
+        return (0 if name.startswith("token_embd") else 2), 0
 
-    yield C.GLOBAL_TENSORS["model.embed_tokens.weight"], take("model.embed_tokens.weight")
-    for i in range(hp["num_layers"]):
-        for hf_name, gg_name in C.LAYER_TENSORS.items():
-            arr = take(f"model.layers.{i}.{hf_name}")
-            if permute and gg_name in C.ROPE_PERMUTED:
-                n = hp["num_heads"] if gg_name == "attn_q.weight" else hp["num_kv_heads"]
-                arr = permute_qk(arr, n)
-            yield f"blk.{i}.{gg_name}", arr
-    yield C.GLOBAL_TENSORS["model.norm.weight"], take("model.norm.weight")
-    if hp["tied"]:
-        unused.discard("lm_head.weight")  # saved copies of a tied head are the embedding
-    else:
-        yield C.GLOBAL_TENSORS["lm_head.weight"], take("lm_head.weight")
-    # Rotary caches some checkpoints carry are recomputed by llama.cpp.
-    unused = {n for n in unused if not n.endswith("rotary_emb.inv_freq")}
-    if unused:
-        raise SmoledgeError(f"checkpoint has weights the GGUF graph has no place for: {sorted(unused)[:5]}; "
-                            "this is not a plain SmolLM3/Llama model")
-
+    yield from sorted(out.items(), key=lambda item: order(item[0]))
 
 
 def _tensor_type(name: str, arr: np.ndarray, matrix_type, notes: list[str], head: str = ""):

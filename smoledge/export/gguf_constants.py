@@ -1,33 +1,22 @@
-"""What smoledge's GGUF writer maps onto: llama.cpp tensor names, file types
-and the NoPE pattern llama.cpp hard-codes (the tokenizer's mapping is smoledge.tokenizer.llama_cpp).
+"""Constants of smoledge's GGUF writer: file types, the quantization rules, what llama.cpp hard-codes
+(SmolLM3's NoPE interval, YaRN's betas, names that change its tokenizer), and the llama-family tensor
+names smoledge's imatrix uses.
 
-Kept apart from the writer so the mapping can be read (and checked) at a glance.
+Kept apart from the writer so they can be read (and checked) at a glance. The per-architecture
+tables (tensor mapping, transforms, keys, refusals) are smoledge.export.architectures; the
+tokenizer's mapping is smoledge.tokenizer.llama_cpp.
 """
 
 from __future__ import annotations
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
-# HF parameter name (inside model.layers.{i}.) -> llama.cpp tensor name (inside blk.{i}.).
-LAYER_TENSORS: dict[str, str] = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
-# Whole-model tensors.
+# Whole-model tensors (the writer maps the rest through gguf's TensorNameMap, smoledge.export.architectures).
 GLOBAL_TENSORS: dict[str, str] = {
     "model.embed_tokens.weight": "token_embd.weight",
     "model.norm.weight": "output_norm.weight",
     "lm_head.weight": "output.weight",
 }
-# Tensors whose rows llama.cpp expects in interleaved-pair RoPE order (see gguf.permute_qk).
-ROPE_PERMUTED = ("attn_q.weight", "attn_k.weight")
 
 # dtype name -> (ggml type for 2-D weight matrices, llama.cpp file type)
 # (written in Python by gguf.quants).
@@ -61,7 +50,12 @@ QUANT_FALLBACK = GGMLQuantizationType.F16
 # no GGUF key to change that, so only this interval can be exported faithfully.
 LLAMA_CPP_NOPE_INTERVAL = 4
 
-# HF activation names llama.cpp's llama/smollm3 graphs compute (SwiGLU with SiLU).
+# Substrings of general.name on which llama.cpp 0.3.36 changes special-token attributes whatever the
+# architecture (llama-vocab.cpp: "phi-3"/"phi3" strip the spaces after every special token and expect
+# "</s>" in the vocabulary, failing to load without it); the writer spaces them out of the name.
+LLAMA_CPP_NAME_TRIGGERS = ("phi-3", "phi3", "modern-bert")
+
+# HF activation names llama.cpp's llama/smollm3/qwen/phi3 graphs compute (SwiGLU with SiLU).
 SUPPORTED_ACTIVATIONS = ("silu", "swish")
 
 # RoPE scaling: YaRN is the one transformers rope_scaling type smoledge writes to GGUF

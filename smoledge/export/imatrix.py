@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from smoledge.export import gguf_constants as C
+from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path
 
 # (sum over tokens of x^2 per input column, tokens seen)
@@ -31,15 +31,24 @@ Imatrix = dict[str, tuple[np.ndarray, int]]
 
 
 def linear_gguf_names(model: Any) -> dict[str, str]:
-    """HF module name of each quantized Linear -> its llama.cpp tensor name."""
+    """HF module name of each quantized Linear -> its llama.cpp tensor name, by the `gguf` package's own
+    name map for the model's architecture (so fused tensors such as Phi-3's qkv_proj get theirs). A tied
+    lm_head is the embedding, which llama.cpp's quantizer takes no importance matrix for."""
+    import gguf
+    import torch
+
+    from smoledge.export.architectures import arch_spec
+
+    names_map = gguf.get_tensor_name_map(arch_spec(model.config.model_type).graph, model.config.num_hidden_layers)
     names = {}
-    for i in range(model.config.num_hidden_layers):
-        for hf_name, gg_name in C.LAYER_TENSORS.items():
-            module = hf_name.removesuffix(".weight")
-            if module.startswith(("self_attn.", "mlp.")):
-                names[f"model.layers.{i}.{module}"] = f"blk.{i}.{gg_name}"
-    if not model.config.tie_word_embeddings:
-        names["lm_head"] = C.GLOBAL_TENSORS["lm_head.weight"]
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or (name == "lm_head" and model.config.tie_word_embeddings):
+            continue
+        gg = names_map.get_name(name + ".weight", try_suffixes=(".weight",))
+        if gg is None:
+            raise SmoledgeError(f"no llama.cpp tensor name for the linear layer '{name}' of this "
+                                f"{model.config.model_type} model; set export.imatrix: false")
+        names[name] = gg
     return names
 
 

@@ -256,7 +256,17 @@ def load_ort(onnx_dir: str | Path, n_threads: int | None = None) -> Any:
     if n_threads:
         options.intra_op_num_threads = n_threads
         options.inter_op_num_threads = 1
-    return ORTModelForCausalLM.from_pretrained(onnx_dir, file_name=model_file(onnx_dir), session_options=options)
+    model = ORTModelForCausalLM.from_pretrained(onnx_dir, file_name=model_file(onnx_dir), session_options=options)
+    # optimum-onnx 0.1.0 sizes the empty KV cache of the first call from the config: KV heads from
+    # num_attention_heads for model types missing from its grouped-query list (phi3), head size from
+    # hidden_size / heads for most (wrong for Qwen3, whose heads are wider). onnxruntime then rejects
+    # the call. The graph's own past input, (batch, kv_heads, past, head_dim), has the true sizes.
+    past = {i.name: i.shape for i in model.session.get_inputs()}.get("past_key_values.0.key")
+    if past and len(past) == 4 and isinstance(past[1], int) and isinstance(past[3], int):
+        model.num_key_value_heads = past[1]
+        if hasattr(model, "embed_size_per_head"):
+            model.embed_size_per_head = past[3]
+    return model
 
 
 def ort_logits(model: Any, ids: list[int]) -> np.ndarray:
