@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from smoledge.errors import SmoledgeError
+from smoledge.tokenizer.llama_cpp import llama_detokenize
 
 # Limits on a request's grammar. llama.cpp parses GBNF recursively: ~20k nested parentheses or a chain
 # of ~100k rules overflow the thread's stack and kill the process. llama-cpp-python's JSON-schema
@@ -457,7 +458,7 @@ class LlamaBackend:
 
     def piece(self, token: int) -> str:
         """One token's text on its own (special tokens spelled out)."""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return llama_detokenize(self.llm, [token], special=True).decode("utf-8", errors="replace")
 
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids -> text, special tokens spelled out (a character split across tokens is joined)."""
@@ -465,7 +466,7 @@ class LlamaBackend:
         if bad:
             raise RequestError(f"token id {bad[0]} is outside this model's vocabulary (0..{self.n_vocab - 1})",
                                "tokens")
-        return self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
+        return llama_detokenize(self.llm, tokens, special=True, whole_text=True).decode("utf-8", errors="replace")
 
     def _compile_grammar(self, sampling: Sampling) -> str | None:
         """The GBNF text for the request's constraint, checked by llama.cpp's own parser; None: none."""
@@ -521,7 +522,7 @@ class LlamaBackend:
             added_bos = tokens[0] == self.llm.token_bos() and not prompt.startswith(self.piece(tokens[0]))
         else:
             tokens, added_bos = checked_token_ids(prompt, self.n_vocab), False
-            text = self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
+            text = llama_detokenize(self.llm, tokens, special=True, whole_text=True).decode("utf-8", errors="replace")
         if sampling.max_tokens == 0 and not echo:
             raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
                                "to score the prompt only", "max_tokens")
@@ -550,7 +551,7 @@ class LlamaBackend:
         for i, t in enumerate(tokens):
             offsets.append(at)
             if not (i == 0 and skip_first):
-                at += len(decoder.decode(self.llm.detokenize([t], special=special)))
+                at += len(decoder.decode(llama_detokenize(self.llm, [t], special=special)))
         return offsets
 
     def _prompt_logprobs(self, job: Job, scores: Any) -> LogProbs:
@@ -616,7 +617,7 @@ class LlamaBackend:
                 trace.append((token, event.logprob,
                               self._top_dict(token, event.logprob, event.top_ids, event.top_vals)))
             n += 1
-            ended, piece = out.push(self.llm.detokenize([token]), n, job.max_tokens)
+            ended, piece = out.push(llama_detokenize(self.llm, [token]), n, job.max_tokens)
             if ended:
                 finish = ended
                 break

@@ -142,11 +142,11 @@ def gguf_vocab(tok_json: dict[str, Any], tok_cfg: dict[str, Any], vocab_size: in
         vocab.normalizer_nfc = nfc
         vocab.pre = decide_pre(vocab, tok_json, where)
         return vocab
-    from smoledge.tokenizer.spm import spm_vocab
+    from smoledge.tokenizer.spm import spm_probe_texts, spm_vocab
 
     vocab = spm_vocab(tok_json, tok_cfg, vocab_size, where)
     vocab.normalizer_nfc = nfc
-    check_vocab(vocab, tok_json, where)
+    check_vocab(vocab, tok_json, where, [*PROBE_TEXTS, *spm_probe_texts(tok_json)])
     return vocab
 
 
@@ -296,6 +296,47 @@ def llama_vocab(path: str | Path):
     return Llama(model_path=str(path), vocab_only=True, n_ctx=VOCAB_ONLY_CONTEXT, verbose=False)
 
 
+def llama_detokenize(llm: Any, tokens: Sequence[int], special: bool = False, whole_text: bool = False) -> bytes:
+    """The bytes of `tokens` as llama.cpp spells them (control tokens only with `special`).
+
+    Not llama-cpp-python's Llama.detokenize: it reads each piece into a fixed 32-byte buffer and drops
+    the piece when it is longer (llama_token_to_piece answers with the size it needs, which it ignores),
+    so a vocabulary with long tokens (SmolLM2's runs of 40 spaces after a newline) loses text silently.
+    The buffer here grows to the size llama.cpp asks for. With `whole_text` (the tokens of one text
+    from its start), the space a SentencePiece vocabulary's add_space_prefix put before the text is
+    dropped from the first piece, as llama.cpp's own llama_detokenize does, so text comes back as it
+    went in; pieces streamed one at a time keep it."""
+    import ctypes
+
+    import llama_cpp
+
+    vocab = llm._model.vocab
+    size = 64
+    buf = (ctypes.c_char * size)()
+    out = bytearray()
+    lstrip = int(whole_text and space_prefixed(llm))
+    for k, token in enumerate(tokens):
+        strip = lstrip if k == 0 else 0
+        n = llama_cpp.llama_token_to_piece(vocab, llama_cpp.llama_token(token), buf, size, strip, special)
+        if n < 0:
+            size = -n
+            buf = (ctypes.c_char * size)()
+            n = llama_cpp.llama_token_to_piece(vocab, llama_cpp.llama_token(token), buf, size, strip, special)
+        out += bytes(buf[:n])
+    return bytes(out)
+
+
+def space_prefixed(llm: Any) -> bool:
+    """Whether llama.cpp prepends a space to text before tokenizing it: tokenizer.ggml.add_space_prefix,
+    which llama.cpp defaults to on for SentencePiece vocabularies and off for the others."""
+    import llama_cpp
+
+    key = llm.metadata.get("tokenizer.ggml.add_space_prefix")
+    if key is not None:
+        return key == "true"
+    return llama_cpp.llama_vocab_type(llm._model.vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
+
+
 def first_difference(tok_json: dict[str, Any], llm: Any, texts: Sequence[str], nfc: bool = False,
                      specials: Sequence[str] = ()) -> str | None:
     """None when llama.cpp tokenizes every text like HF (specials parsed) and detokenizes texts without
@@ -310,7 +351,7 @@ def first_difference(tok_json: dict[str, Any], llm: Any, texts: Sequence[str], n
             return (f"on {text!r} at token {at}: HF {ref[at:at + 5]} {[tk.id_to_token(i) for i in ref[at:at + 5]]} "
                     f"vs llama.cpp {got[at:at + 5]}")
         if not any(s in text for s in specials):
-            back = llm.detokenize(got)
+            back = llama_detokenize(llm, got, whole_text=True)
             if back != text.encode("utf-8"):
                 return f"llama.cpp detokenizes {text!r} to {back!r}"
     return None
