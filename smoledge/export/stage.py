@@ -12,6 +12,7 @@ logit drift and size recorded (the evaluate stage then measures their perplexity
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,14 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
             path = out_dir / f"model-{dtype}.gguf"
             progress.update(f"writing {path.name}", i, len(types))
             notes: list[str] = []
+            t0 = time.perf_counter()
             if dtype in FROM_F16:
                 quantize_gguf(out_dir / "model-f16.gguf", path, dtype, imatrix=imatrix)
             else:
                 write_gguf(hf, path, dtype, notes)
             entry: dict[str, Any] = {"bytes": path.stat().st_size, "notes": notes, "tensor_types": tensor_types(path),
-                                     "imatrix": dtype in FROM_F16 and imatrix is not None}
+                                     "imatrix": dtype in FROM_F16 and imatrix is not None,
+                                     "write_s": round(time.perf_counter() - t0, 2)}
             report["files"][path.name] = entry
             progress.update(f"checking {path.name}", i, len(types))
             probe_gguf(path)  # a crashing llama.cpp build fails here with a reason, not a signal
@@ -168,17 +171,23 @@ def export_onnx_artifacts(hf: Path, out_dir: Path, cfg: Any, model: Any, report:
     from smoledge.export.onnx import check_onnx, export_onnx, quantize_onnx, quantize_onnx_static, read_meta
 
     progress.update(f"exporting ONNX (optimum, text-generation-with-past, {cfg.onnx_optimization} optimisation)")
+    t0 = time.perf_counter()
     fp32 = export_onnx(hf, out_dir / "onnx", optimization=cfg.onnx_optimization)
+    seconds = time.perf_counter() - t0
     report["onnx"] = {}
     report["onnx"]["onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
                                         greedy_tokens=cfg.parity_greedy_tokens, model=model)
+    report["onnx"]["onnx"]["write_s"] = round(seconds, 2)
     jobs = [(f"onnx-int8-{t}", lambda d, t=t: quantize_onnx(fp32, d, t)) for t in dict.fromkeys(cfg.onnx_int8)]
     jobs += [(f"onnx-int8-static-{t}", lambda d, t=t: quantize_onnx_static(fp32, d, t, windows))
              for t in dict.fromkeys(cfg.onnx_int8_static)]
     for name, make in jobs:
         progress.update(f"quantizing {name}")
+        t0 = time.perf_counter()
         make(out_dir / name)
+        seconds = time.perf_counter() - t0
         report["onnx"][name] = check_onnx(hf, out_dir / name, cfg.parity_text, None, model=model)
+        report["onnx"][name]["write_s"] = round(seconds, 2)
     for name in report["onnx"]:
         report["onnx"][name]["meta"] = read_meta(out_dir / name)
 
