@@ -215,3 +215,19 @@ def test_unknown_type_and_missing_weights_are_clear(tiny_model_dir: Path, tmp_pa
     shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(SmoledgeError, match="no \\*.safetensors weights"):
         write_gguf(model, tmp_path / "m.gguf", "f32")
+
+
+@pytest.mark.parametrize("missing", ["tokenizer.json", "config.json"])
+def test_a_missing_file_names_the_fix_and_keeps_what_was_exported(tiny_model_dir: Path, tmp_path: Path,
+                                                                   missing: str) -> None:
+    from smoledge.io import sha256_file
+
+    good = write_gguf(tiny_model_dir, tmp_path / "model-f32.gguf", "f32")
+    before = sha256_file(good)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken, ignore=shutil.ignore_patterns(missing))
+    with pytest.raises(SmoledgeError, match=rf"{missing} is missing; a model directory holds config.json, its "
+                                            r"weights and its tokenizer \(.*save_pretrained"):
+        write_gguf(broken, good, "f32")
+    assert sha256_file(good) == before  # the earlier file at the same path is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "model-f32.gguf"]  # no temp file left

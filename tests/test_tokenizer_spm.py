@@ -308,3 +308,19 @@ def test_gemma4_tokenizer_in_gemmas_shape_exports_as_sentencepiece(tmp_path: Pat
     for text, expected in cases(path):
         assert tk.encode(text, add_special_tokens=False).ids == expected, text
         assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == expected, text
+
+
+def test_bits_per_byte_counts_sentencepiece_pieces_as_the_text_they_spell(family) -> None:
+    # The evaluate stage's bits-per-byte needs every token's byte count; SentencePiece spells a space
+    # '\u2581' and unknown characters as <0xXX> byte pieces.
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from smoledge.evaluate.perplexity import token_byte_lengths
+
+    name, _, spec, cfg, _, _ = family
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), **cfg)
+    lengths = token_byte_lengths(tok)
+    for text, ids in cases(vocab_file(name)):
+        if text:  # Llama 2's normalizer puts one '\u2581' before the text
+            assert int(lengths[ids].sum()) == len(text.encode("utf-8")) + 1, text

@@ -151,10 +151,15 @@ class GGUFScorer:
 
 
 def token_byte_lengths(tokenizer) -> np.ndarray:
-    """(V,) UTF-8 bytes each token id spells: exact for byte-level BPE, 0 for special tokens."""
+    """(V,) UTF-8 bytes each token id spells: exact for byte-level BPE and for SentencePiece pieces
+    ('▁' is one space, <0xXX> one byte), 0 for special tokens."""
+    import json
+
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
     unicode_to_byte = {u: b for b, u in bytes_to_unicode().items()}
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"] if tokenizer.is_fast else {}
+    sentencepiece = bool(model.get("byte_fallback"))
     # Added tokens hold raw text (not byte-level symbols); special ones spell no text.
     added = {i: (0 if t.special else len(t.content.encode("utf-8")))
              for i, t in tokenizer.added_tokens_decoder.items()}
@@ -164,10 +169,13 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
     for token, i in vocab.items():
         if i in added:
             out[i] = added[i]
-            continue
-        try:
-            out[i] = len(bytes(unicode_to_byte[c] for c in token))
-        except KeyError:
-            raise SmoledgeError(f"token {token!r} (id {i}) is not byte-level BPE; bits-per-byte needs smoledge's "
-                                "byte-level tokenizer") from None
+        elif sentencepiece:
+            byte = len(token) == 6 and token.startswith("<0x") and token.endswith(">")
+            out[i] = 1 if byte else len(token.replace("\u2581", " ").encode("utf-8"))
+        else:
+            try:
+                out[i] = len(bytes(unicode_to_byte[c] for c in token))
+            except KeyError:
+                raise SmoledgeError(f"token {token!r} (id {i}) is neither byte-level BPE nor a SentencePiece "
+                                    "piece; bits-per-byte cannot be measured with this tokenizer") from None
     return out
