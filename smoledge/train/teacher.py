@@ -19,18 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from smoledge.errors import SmoledgeError
-
-# Strings whose encodings two tokenizers must agree on (with equal vocabularies, this catches
-# different merges or pre-tokenizers): each of the six languages, digits, code and whitespace runs.
-PROBES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Le cœur a ses raisons que la raison ne connaît point.",
-    "¿Dónde está la biblioteca? Está allí, señora.",
-    "Größenwahn über Straßenbahnhaltestellen: 1234567 Äpfel.",
-    "Nel mezzo del cammin di nostra vita, l'anno 1321.",
-    "Não há mal que sempre dure, nem bem que nunca acabe.",
-    "def f(x):\n    return x ** 2  # tabs\tand   spaces",
-)
+from smoledge.tokenizer.llama_cpp import PROBE_TEXTS
 
 
 def teacher_source(recipe: Any, pretrain_dir: Path) -> str:
@@ -102,7 +91,7 @@ def check_tokenizer(source: str, tokenizer: Any, tokenizer_name: str) -> None:
         problem = (f"their vocabularies differ ({len(their_vocab)} vs {len(ours_vocab)} tokens, "
                    f"{differ} of ours with another id or missing)")
     else:
-        for text in PROBES:
+        for text in PROBE_TEXTS:
             a = tokenizer(text, add_special_tokens=False)["input_ids"]
             b = theirs(text, add_special_tokens=False)["input_ids"]
             if a != b:
