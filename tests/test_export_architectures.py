@@ -28,7 +28,7 @@ from smoledge.errors import SmoledgeError
 from smoledge.export import architectures as A
 from smoledge.export.gguf import write_gguf
 from smoledge.export.onnx import check_onnx, export_onnx
-from smoledge.export.parity import (check_greedy, check_parity, check_tokenization, compare_logits, gguf_logits,
+from smoledge.export.parity import (check_greedy, check_parity, check_tokenization, compare_logits,
                                     torch_logits)
 
 TEXT = "The quick brown fox jumps over the lazy dog, then runs back across the field to the old farm."

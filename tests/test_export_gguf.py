@@ -12,7 +12,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from smoledge.errors import SmoledgeError
-from smoledge.export.gguf import permute_qk, write_gguf
+from smoledge.export.architectures import permute_qk
+from smoledge.export.gguf import write_gguf
 
 
 def save_model(out: Path, tokenizer_dir: Path, seed: int = 0, **shape) -> Path:

@@ -59,3 +59,22 @@ def test_a_member_leaving_the_cache_is_refused(tmp_path: Path, kind: str) -> Non
 def test_the_cache_follows_smoledge_cache(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SMOLEDGE_CACHE", str(tmp_path))
     assert pypi_assets.cache_root() == tmp_path
+
+
+def test_a_cache_unpacked_for_other_members_is_not_reused(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SMOLEDGE_CACHE", str(tmp_path))
+    archive = _tar(tmp_path / "pkg-1.0.tar.gz", ["pkg-1.0/a.txt", "pkg-1.0/b.txt"])
+    fetched = []
+
+    def fake_pip(cmd, **kwargs):  # the index, not pip: the archive above stands in for the download
+        import shutil
+        import subprocess
+        fetched.append(cmd)
+        shutil.copy(archive, cmd[cmd.index("--dest") + 1])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(pypi_assets.subprocess, "run", fake_pip)
+    a = pypi_assets._unpacked("pkg==1.0", sdist=True, members=("pkg-1.0/a.txt",))
+    b = pypi_assets._unpacked("pkg==1.0", sdist=True, members=("pkg-1.0/a.txt", "pkg-1.0/b.txt"))
+    assert a != b and (b / "pkg-1.0" / "b.txt").is_file() and not (a / "pkg-1.0" / "b.txt").exists()
+    assert pypi_assets._unpacked("pkg==1.0", sdist=True, members=("pkg-1.0/a.txt",)) == a and len(fetched) == 2

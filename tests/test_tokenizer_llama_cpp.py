@@ -133,3 +133,16 @@ def test_the_server_streams_and_detokenizes_long_pieces_whole(smollm2_gguf: Path
         assert "".join(backend.piece(i) for i in ids) == text
     finally:
         backend.close()
+
+
+def test_a_file_that_is_not_a_whole_gguf_is_refused_naming_it(smollm2_gguf: Path, tmp_path: Path) -> None:
+    from smoledge.model.from_gguf import hf_dir_from_gguf
+
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(smollm2_gguf.read_bytes()[:1000])
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model")
+    for bad in (truncated, text):
+        with pytest.raises(SmoledgeError, match=rf"{bad.name} is not a readable GGUF file .*download it again"):
+            hf_dir_from_gguf(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -32,9 +32,9 @@ import numpy as np
 from smoledge.errors import SmoledgeError
 from smoledge.export import architectures as A
 from smoledge.export import gguf_constants as C
-from smoledge.export.architectures import permute_qk, yarn_hparams  # noqa: F401  (public names of this module)
 from smoledge.io import atomic_path, read_json
-from smoledge.tokenizer.llama_cpp import MODEL_FILES_MISSING, add_vocab, gguf_vocab_for_dir
+from smoledge.tokenizer.gguf_vocab import add_vocab
+from smoledge.tokenizer.llama_cpp import MODEL_FILES_MISSING, gguf_vocab_for_dir
 
 
 def write_gguf(hf_dir: str | Path, out_path: str | Path, dtype: str, notes: list[str] | None = None,

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
+from smoledge.tokenizer.from_gguf import tokenizer_from_gguf
 
 
 def hf_dir_from_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     """Write `gguf_path` as an HF model directory (safetensors, config, tokenizer, generation config)."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
-
-    from smoledge.tokenizer.from_gguf import tokenizer_from_gguf
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     if not gguf_path.is_file():

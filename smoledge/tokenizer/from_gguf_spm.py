@@ -28,7 +28,7 @@ from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.tokenizer.gguf_fields import gguf_tokenizer_fields, template_processing
-from smoledge.tokenizer.llama_cpp import SPM_MODEL
+from smoledge.tokenizer.gguf_vocab import SPM_MODEL
 
 # llama.cpp's tokenizer model for Gemma 4: BPE with merges over '▁'-spelled text and <0xXX> byte pieces.
 GEMMA4_MODEL = "gemma4"

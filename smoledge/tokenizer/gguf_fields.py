@@ -7,12 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smoledge.errors import SmoledgeError
+
+
+def read_fields(path: str | Path) -> dict[str, Any]:
+    """A GGUF file's key/value fields; a file that is not a whole GGUF gets an error naming it."""
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path)).fields
+    except (ValueError, IndexError, OSError) as exc:  # bad magic, truncated arrays, unreadable file
+        raise SmoledgeError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc}); it may be truncated "
+                            "or not a GGUF at all: download it again, or give the model's HF directory") from None
+
 
 def gguf_tokenizer_fields(path: str | Path) -> dict[str, Any]:
     """The tokenizer.* keys of a GGUF file as Python values (tokens, merges, types, ids, template)."""
-    import gguf
-
-    fields = gguf.GGUFReader(str(path)).fields
+    fields = read_fields(path)
 
     def get(key: str, default: Any = None) -> Any:
         f = fields.get(f"tokenizer.{key}")
@@ -39,3 +50,10 @@ def template_processing(f: dict[str, Any]) -> dict[str, Any]:
     return {"type": "TemplateProcessing", "single": part("A", 0), "pair": part("A", 0) + part("B", 1),
             "special_tokens": {f["tokens"][i]: {"id": f["tokens"][i], "ids": [i], "tokens": [f["tokens"][i]]}
                                for i in used}}
+
+
+def gguf_tokenizer_kind(path: str | Path) -> dict[str, str]:
+    """tokenizer.ggml.model and .pre of a GGUF file."""
+    fields = read_fields(path)
+    return {k: fields[f"tokenizer.ggml.{k}"].contents() if f"tokenizer.ggml.{k}" in fields else None
+            for k in ("model", "pre")}

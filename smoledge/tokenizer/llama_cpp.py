@@ -1,9 +1,9 @@
 """The tokenizer as llama.cpp reads it: an HF tokenizer.json mapped onto GGUF's tokenizer keys, with the
 pre-tokenizer chosen by how llama.cpp actually tokenizes.
 
-    from smoledge.tokenizer.llama_cpp import gguf_vocab_for_dir, add_vocab
+    from smoledge.tokenizer.llama_cpp import gguf_vocab_for_dir
     vocab = gguf_vocab_for_dir("runs/q/export/hf", vocab_size=49152)   # raises if llama.cpp would differ
-    add_vocab(gguf_writer, vocab)
+    smoledge.tokenizer.gguf_vocab.add_vocab(gguf_writer, vocab)        # its tokenizer.* keys
 
 Why the pre-tokenizer is decided by behaviour. llama.cpp does not read a tokenizer's split regex; it
 reads a name (`tokenizer.ggml.pre`) and runs its own hand-written splitter for that name. Mapping
@@ -28,19 +28,18 @@ from __future__ import annotations
 import json
 import tempfile
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import read_json
+from smoledge.tokenizer.gguf_vocab import (BPE_MODEL, VOCAB_ONLY_CONTEXT, GGUFVocab, fill_specials, hf_tokenizer,
+                                           normalizes_nfc, padded_tokens, special_tokens, vocab_by_id,
+                                           write_vocab_only)
+from smoledge.tokenizer.spm import spm_probe_texts, spm_vocab
 
 MODEL_FILES_MISSING = ("a model directory holds config.json, its weights and its tokenizer "
                        "(model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
-# tokenizer.ggml.model: byte-level BPE (GPT-2 style) and SentencePiece (llama.cpp calls it `llama`).
-BPE_MODEL = "gpt2"
-SPM_MODEL = "llama"
-
 # llama.cpp's byte-level BPE pre-tokenizers, one name per distinct splitter (src/llama-vocab.cpp of the
 # llama.cpp that llama-cpp-python 0.3.36 vendors), most used first. The value: whether llama.cpp runs
 # it with ignore_merges (a pre-token that is itself in the vocabulary is taken whole), which HF's
@@ -57,9 +56,6 @@ PRE_TOKENIZERS: dict[str, bool] = {
     "minimax-m2": False, "gemma4": False, "sarvam-moe": False, "tiny_aya": False, "granite-docling": False,
     "youtu": True, "spark2_5": False, "minicpm5": True, "whitespace": False, "default": False,
 }
-
-# A vocab-only file still gets a context llama.cpp checks against the trained one; any size will do.
-VOCAB_ONLY_CONTEXT = 64
 
 # Split regexes as families spell them in tokenizer.json -> the llama.cpp name to try first.
 GPT2_SPLIT_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -90,35 +86,6 @@ PROBE_TEXTS = (
 )
 
 
-@dataclass
-class GGUFVocab:
-    """What GGUF's tokenizer.* keys hold for one tokenizer (see add_vocab)."""
-
-    model: str
-    """tokenizer.ggml.model: BPE_MODEL or SPM_MODEL."""
-    tokens: list[str]
-    types: list[int]
-    """gguf.TokenType per token."""
-    merges: list[str] = field(default_factory=list)
-    """BPE merges as 'left right' (empty for SentencePiece)."""
-    scores: list[float] | None = None
-    """SentencePiece piece scores (None for BPE)."""
-    pre: str = "default"
-    """tokenizer.ggml.pre: llama.cpp's pre-tokenizer, decided by decide_pre for BPE."""
-    bos: int | None = None
-    eos: int | None = None
-    pad: int | None = None
-    unk: int | None = None
-    eot: int | None = None
-    add_bos: bool = False
-    add_eos: bool = False
-    add_space_prefix: bool | None = None
-    """SentencePiece: whether a space is prepended to the text first (None: not written)."""
-    chat_template: str | None = None
-    normalizer_nfc: bool = False
-    """The HF tokenizer NFC-normalizes text, which llama.cpp does not: callers must send NFC text."""
-
-
 def gguf_vocab_for_dir(hf_dir: str | Path, vocab_size: int) -> GGUFVocab:
     """The GGUF vocabulary of the tokenizer saved in `hf_dir`, padded to the model's `vocab_size`."""
     hf_dir = Path(hf_dir)
@@ -142,8 +109,6 @@ def gguf_vocab(tok_json: dict[str, Any], tok_cfg: dict[str, Any], vocab_size: in
         vocab.normalizer_nfc = nfc
         vocab.pre = decide_pre(vocab, tok_json, where)
         return vocab
-    from smoledge.tokenizer.spm import spm_probe_texts, spm_vocab
-
     vocab = spm_vocab(tok_json, tok_cfg, vocab_size, where)
     vocab.normalizer_nfc = nfc
     check_vocab(vocab, tok_json, where, [*PROBE_TEXTS, *spm_probe_texts(tok_json)])
@@ -173,120 +138,7 @@ def _bpe_vocab(tok_json: dict[str, Any], tok_cfg: dict[str, Any], vocab_size: in
     return vocab
 
 
-def vocab_by_id(tok_json: dict[str, Any], vocab_size: int, where: str) -> tuple[dict[int, str], dict[int, int]]:
-    """Every token by id (model vocabulary and added tokens) and the gguf.TokenType of the added ones."""
-    from gguf import TokenType
-
-    vocab = tok_json["model"]["vocab"]
-    pairs = vocab.items() if isinstance(vocab, dict) else ((piece, i) for i, (piece, _score) in enumerate(vocab))
-    by_id: dict[int, str] = {int(i): t for t, i in pairs}
-    types: dict[int, int] = {}
-    for added in tok_json.get("added_tokens", []):
-        by_id[int(added["id"])] = added["content"]
-        types[int(added["id"])] = int(TokenType.CONTROL if added.get("special") else TokenType.USER_DEFINED)
-    n_tok = max(by_id) + 1
-    if n_tok > vocab_size:
-        raise SmoledgeError(f"tokenizer has {n_tok} tokens but the model's vocab_size is {vocab_size} ({where}); "
-                            "the model was trained with a different tokenizer")
-    missing = [i for i in range(n_tok) if i not in by_id]
-    if missing:
-        raise SmoledgeError(f"tokenizer ids have holes (e.g. {missing[:5]}) in {where}; re-save the tokenizer")
-    return by_id, types
-
-
-def padded_tokens(by_id: dict[int, str], types: dict[int, int], vocab_size: int) -> tuple[list[str], list[int]]:
-    """Tokens and types for ids 0..vocab_size-1: rows of a padded embedding no text maps to are UNUSED."""
-    from gguf import TokenType
-
-    n_tok = max(by_id) + 1
-    tokens = [by_id[i] if i < n_tok else f"[PAD{i}]" for i in range(vocab_size)]
-    token_types = [types.get(i, int(TokenType.NORMAL)) if i < n_tok else int(TokenType.UNUSED)
-                   for i in range(vocab_size)]
-    return tokens, token_types
-
-
-def fill_specials(vocab: GGUFVocab, by_id: dict[int, str], types: dict[int, int], tok_json: dict[str, Any],
-                  tok_cfg: dict[str, Any]) -> None:
-    """BOS/EOS/PAD/UNK/EOT ids, whether HF adds BOS/EOS around text, and the chat template."""
-    from gguf import TokenType
-
-    ids = {t: i for i, t in by_id.items()}
-
-    def special_id(name: str) -> int | None:
-        v = tok_cfg.get(name)
-        v = v.get("content") if isinstance(v, dict) else v
-        return ids.get(v) if v else None
-
-    vocab.bos, vocab.eos = special_id("bos_token"), special_id("eos_token")
-    vocab.pad, vocab.unk = special_id("pad_token"), special_id("unk_token")
-    # Whether HF adds BOS/EOS around plain text: llama.cpp must do the same.
-    vocab.add_bos, vocab.add_eos = _post_processor_adds(tok_json, vocab.bos, vocab.eos)
-    eot = next((ids[t] for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>") if t in ids), None)
-    vocab.eot = eot if eot is not None and types.get(eot) == int(TokenType.CONTROL) else None
-    template = tok_cfg.get("chat_template")
-    vocab.chat_template = template if isinstance(template, str) else None
-
-
-def _post_processor_adds(tok_json: dict[str, Any], bos: int | None, eos: int | None) -> tuple[bool, bool]:
-    """(adds BOS first, adds EOS last) for a single sequence, read from tokenizer.json."""
-    tk = hf_tokenizer(tok_json)
-    plain = tk.encode("a", add_special_tokens=False).ids
-    full = tk.encode("a", add_special_tokens=True).ids
-    if full == plain:
-        return False, False
-    add_bos = bos is not None and full[:1] == [bos] and full[1:1 + len(plain)] == plain
-    add_eos = eos is not None and full[-1:] == [eos]
-    if len(full) != len(plain) + add_bos + add_eos:
-        raise SmoledgeError(f"the tokenizer's post-processor adds {full} around {plain}; GGUF can only express "
-                            "an optional BOS and EOS. Remove the post-processor")
-    return add_bos, add_eos
-
-
-def hf_tokenizer(tok_json: dict[str, Any]):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_str(json.dumps(tok_json))
-
-
 # ---------------------------------------------------------------- writing and running
-
-
-def add_vocab(w: Any, vocab: GGUFVocab) -> None:
-    """Write `vocab` as the tokenizer.* keys of a gguf.GGUFWriter."""
-    w.add_tokenizer_model(vocab.model)
-    w.add_tokenizer_pre(vocab.pre)
-    w.add_token_list(vocab.tokens)
-    w.add_token_types(vocab.types)
-    if vocab.scores is not None:
-        w.add_token_scores(vocab.scores)
-    if vocab.merges:
-        w.add_token_merges(vocab.merges)
-    for value, adder in ((vocab.bos, w.add_bos_token_id), (vocab.eos, w.add_eos_token_id),
-                         (vocab.pad, w.add_pad_token_id), (vocab.unk, w.add_unk_token_id),
-                         (vocab.eot, w.add_eot_token_id)):
-        if value is not None:
-            adder(value)
-    w.add_add_bos_token(vocab.add_bos)
-    w.add_add_eos_token(vocab.add_eos)
-    if vocab.add_space_prefix is not None:
-        w.add_add_space_prefix(vocab.add_space_prefix)
-    if vocab.chat_template:
-        w.add_chat_template(vocab.chat_template)
-
-
-def write_vocab_only(vocab: GGUFVocab, path: Path) -> Path:
-    """A GGUF holding only `vocab` (as llama.cpp's models/ggml-vocab-*.gguf files do)."""
-    import gguf
-
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("vocab")
-    w.add_context_length(VOCAB_ONLY_CONTEXT)
-    w.add_vocab_size(len(vocab.tokens))
-    add_vocab(w, vocab)
-    w.write_header_to_file(path=path)
-    w.write_kv_data_to_file()
-    w.close()
-    return path
 
 
 def llama_vocab(path: str | Path):
@@ -365,24 +217,6 @@ def check_vocab(vocab: GGUFVocab, tok_json: dict[str, Any], where: str, texts: S
     if problem:
         raise SmoledgeError(f"llama.cpp, given this tokenizer's GGUF vocabulary ({where}), tokenizes differently "
                             f"from HF {problem}; the exported vocabulary would not be the model's tokenizer")
-
-
-def special_tokens(tok_json: dict[str, Any]) -> list[str]:
-    """The special added tokens' strings (text containing one does not detokenize back to itself)."""
-    return [a["content"] for a in tok_json.get("added_tokens", []) if a.get("special")]
-
-
-def normalizes_nfc(tok_json: dict[str, Any]) -> bool:
-    return (tok_json.get("normalizer") or {}).get("type") == "NFC"
-
-
-def gguf_tokenizer_kind(path: str | Path) -> dict[str, str]:
-    """tokenizer.ggml.model and .pre of a GGUF file."""
-    import gguf
-
-    fields = gguf.GGUFReader(str(path)).fields
-    return {k: fields[f"tokenizer.ggml.{k}"].contents() if f"tokenizer.ggml.{k}" in fields else None
-            for k in ("model", "pre")}
 
 
 # ---------------------------------------------------------------- the pre-tokenizer

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smoledge.errors import SmoledgeError
+from smoledge.io import sha256_file
+from smoledge.tokenizer.llama_cpp import gguf_vocab
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -24,8 +26,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 def pretrained_inputs(name: str | None) -> dict[str, Any]:
     """A local pretrained tokenizer by content (editing it must re-tokenize); a hub id is in the recipe."""
-    from smoledge.io import sha256_file
-
     if name is None or not Path(name).is_dir():
         return {}
     files = sorted(p for p in Path(name).iterdir() if p.is_file() and p.name in TOKENIZER_FILES)
@@ -37,8 +37,6 @@ def load_pretrained(name: str) -> "PreTrainedTokenizerFast":
     import json
 
     from transformers import AutoTokenizer
-
-    from smoledge.tokenizer.llama_cpp import gguf_vocab
 
     try:
         tok = AutoTokenizer.from_pretrained(name)

@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from smoledge.errors import SmoledgeError
-from smoledge.tokenizer.llama_cpp import SPM_MODEL, GGUFVocab, fill_specials, padded_tokens, vocab_by_id
+from smoledge.tokenizer.gguf_vocab import SPM_MODEL, GGUFVocab, fill_specials, padded_tokens, vocab_by_id
 
 SPACE = "\u2581"
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
 from smoledge.runs import StageContext, StageResult
 from smoledge.tokenizer.pretrained import load_pretrained, pretrained_inputs
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
 
 TOKENIZER_DIR = "tokenizer"
 SHARDS_DIR = "shards"
