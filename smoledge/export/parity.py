@@ -23,8 +23,8 @@ import numpy as np
 from smoledge.errors import SmoledgeError
 from smoledge.io import read_json
 from smoledge.tokenizer.gguf_fields import gguf_tokenizer_kind
-from smoledge.tokenizer.llama_cpp import (MODEL_FILES_MISSING, PROBE_TEXTS, first_difference,
-                                          hf_tokenizer, normalizes_nfc, special_tokens)
+from smoledge.tokenizer.gguf_vocab import hf_tokenizer, normalizes_nfc, special_tokens
+from smoledge.tokenizer.llama_cpp import MODEL_FILES_MISSING, PROBE_TEXTS, first_difference
 
 # Weights per compute thread. A tiny model split over cores spends more time syncing
 # threads than computing (20-200x slower measured on a busy 2-core box), so threads

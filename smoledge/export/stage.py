@@ -25,7 +25,6 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index
 IMATRIX_FILE = "imatrix.gguf"
 
 
-
 def run(ctx: StageContext) -> StageResult:
     from smoledge.export.model_card import model_card
     from smoledge.export.parity import load_torch

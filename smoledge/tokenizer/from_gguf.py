@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smoledge.errors import SmoledgeError
-from smoledge.tokenizer.gguf_vocab import BPE_MODEL, SPM_MODEL
+from smoledge.tokenizer.gguf_vocab import BPE_MODEL, SPM_MODEL, special_tokens
 from smoledge.tokenizer.llama_cpp import (LLAMA3_SPLIT_REGEX, PRE_TOKENIZERS, PROBE_TEXTS, QWEN2_SPLIT_REGEX,
-                                          first_difference, llama_vocab, special_tokens)
+                                          first_difference, llama_vocab)
 from smoledge.tokenizer.from_gguf_spm import GEMMA4_MODEL, spm_tokenizer_json
 from smoledge.tokenizer.gguf_fields import gguf_tokenizer_fields, template_processing
 

@@ -10,6 +10,7 @@ Any tokenizer llama.cpp implements is accepted: byte-level BPE with any of llama
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,6 @@ def pretrained_inputs(name: str | None) -> dict[str, Any]:
 
 def load_pretrained(name: str) -> "PreTrainedTokenizerFast":
     """An existing tokenizer (directory or hub id) that smoledge can shard with and export to GGUF."""
-    import json
-
     from transformers import AutoTokenizer
 
     try:
