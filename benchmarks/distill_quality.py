@@ -87,7 +87,7 @@ def run_variant(name: str, changes: dict[str, Any], recipe: Any, run_dir: Path, 
     from transformers import AutoModelForCausalLM
 
     from smoledge.progress import Progress
-    from smoledge.runs import StageContext
+    from smoledge.stage import StageContext
     from smoledge.train import distill
     from smoledge.train.metrics import METRICS, read_metrics
 

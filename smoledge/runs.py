@@ -1,6 +1,6 @@
 """Run directories, stage records and the incremental build.
 
-Layout: runs/<recipe name>/<stage dir>/ holds a stage's files plus
+Layout (smoledge.layout): runs/<recipe name>/<stage dir>/ holds a stage's files plus
 `stage.json`, its record (resolved config, input fingerprints, outputs with
 sha256, metrics, wall time, library versions). A stage is complete only
 when its record exists, matches the current fingerprint and every listed
@@ -22,70 +22,71 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import json
 import os
-import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from smoledge.config import Section
+from smoledge.data import curate
+from smoledge.evaluate import stage as evaluate
+from smoledge.export import stage as export
 from smoledge.io import atomic_write_json, exclusive_dir, sha256_file
+from smoledge.layout import BY_STAGE, INPROGRESS, RECORD
+from smoledge.package import stage as package
 from smoledge.progress import Progress
+from smoledge.recipe import Recipe
+from smoledge.stage import (
+    Stage,
+    StageContext,
+    StageResult,
+    library_versions,
+    outputs_intact,
+    read_record,
+)
+from smoledge.tokenizer import stage as train_tokenizer
+from smoledge.train import distill, pretrain, teacher_cache
 
-RECORD = "stage.json"
-INPROGRESS = "inprogress.json"
 # Bumped when a change to smoledge makes old stage outputs invalid.
 FORMAT_VERSION = 1
-
-LIBRARIES = (
-    "smoledge", "torch", "transformers", "tokenizers", "datasketch", "py3langid", "gguf",
-    "llama_cpp_python", "onnx", "onnxruntime", "optimum-onnx", "pyarrow", "numpy", "fastapi",
-)
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
     """Stage (and CLI subcommand) name."""
-    module: str
-    """Module defining `run(ctx) -> StageResult`, and optionally `external_inputs(recipe) -> dict`
-    (what outside the recipe the stage depends on), `not_needed(recipe) -> str | None` (why this
-    recipe does not run the stage, e.g. pretraining when the teacher comes from elsewhere) and
-    `preflight(ctx)` (cheap checks that raise before the stage's old outputs are cleared) and
-    `archive_intact(stage_dir, record) -> bool` (for files it writes beside its directory)."""
+    stage: Stage
+    """Its entry points (smoledge.stage.Stage): `run` and the optional hooks."""
     deps: tuple[str, ...]
-    """Stages whose outputs this one reads."""
+    """Stages whose outputs this one reads (smoledge.layout.READS says which files)."""
     sections: tuple[str, ...]
     """Recipe sections this stage's behaviour depends on."""
     dirname: str = ""
-    """Directory under runs/<name>/ (defaults to the stage name)."""
+    """Directory under runs/<name>/ (defaults to the stage's in smoledge.layout, else its name)."""
     multiprocess: bool = False
     """Runs on every torchrun rank (training). Other stages run on rank 0 while the rest wait."""
 
     @property
     def dir(self) -> str:
-        return self.dirname or self.name
+        return self.dirname or (BY_STAGE[self.name].DIR if self.name in BY_STAGE else self.name)
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("curate", "smoledge.data.curate", (), ("seed", "data", "curate")),
-    StageSpec("train-tokenizer", "smoledge.tokenizer.stage", ("curate",), ("tokenizer", "data"), "tokenizer"),
-    StageSpec("pretrain", "smoledge.train.pretrain", ("train-tokenizer",), ("teacher", "pretrain"),
-              multiprocess=True),
-    StageSpec("teacher-cache", "smoledge.train.teacher_cache", ("train-tokenizer", "pretrain"), ()),
-    StageSpec("distill", "smoledge.train.distill", ("train-tokenizer", "pretrain", "teacher-cache"),
+    StageSpec("curate", curate.STAGE, (), ("seed", "data", "curate")),
+    StageSpec("train-tokenizer", train_tokenizer.STAGE, ("curate",), ("tokenizer", "data")),
+    StageSpec("pretrain", pretrain.STAGE, ("train-tokenizer",), ("teacher", "pretrain"), multiprocess=True),
+    StageSpec("teacher-cache", teacher_cache.STAGE, ("train-tokenizer", "pretrain"), ()),
+    StageSpec("distill", distill.STAGE, ("train-tokenizer", "pretrain", "teacher-cache"),
               ("student", "distill"), multiprocess=True),
-    StageSpec("export", "smoledge.export.stage", ("train-tokenizer", "distill"), ("export",)),
-    StageSpec("evaluate", "smoledge.evaluate.stage", ("curate", "train-tokenizer", "export"),
-              ("evaluate", "devices")),
-    StageSpec("package", "smoledge.package.stage", ("export", "evaluate"), ("package", "devices"), "bundle"),
+    StageSpec("export", export.STAGE, ("train-tokenizer", "distill"), ("export", "model")),
+    StageSpec("evaluate", evaluate.STAGE, ("curate", "train-tokenizer", "export"), ("evaluate", "devices")),
+    StageSpec("package", package.STAGE, ("export", "evaluate"), ("package", "devices")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -98,50 +99,6 @@ def spec(name: str) -> StageSpec:
 
 
 @dataclass
-class StageResult:
-    """What a stage's `run` returns."""
-
-    outputs: list[Path]
-    """Files the stage produced (inside its directory); checksummed into the record."""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    """Numbers worth keeping (loss, counts, parity diffs...)."""
-    summary: str = ""
-    """The key metric, one short phrase, for the build summary table."""
-    artifact: Path | None = None
-    """The stage's main artifact, shown in the summary table."""
-
-
-@dataclass
-class StageContext:
-    """What a stage's `run` receives."""
-
-    recipe: Any
-    """The validated Recipe."""
-    run_dir: Path
-    """runs/<recipe name>/"""
-    dir: Path
-    """This stage's directory (exists, may hold a previous attempt's files for resume)."""
-    progress: Progress
-    """Status line for this stage."""
-
-    stages: tuple[StageSpec, ...] = STAGES
-    """The pipeline this stage belongs to."""
-    rank: int = 0
-    """torchrun rank of this process (0 outside torchrun); only rank 0 writes shared files."""
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def stage_dir(self, name: str) -> Path:
-        """Directory of an upstream stage."""
-        for s in self.stages:
-            if s.name == name:
-                return self.run_dir / s.dir
-        raise KeyError(f"unknown stage '{name}'")
-
-
-@dataclass
 class StageOutcome:
     name: str
     status: str  # "ran" | "skipped" | "not needed"
@@ -149,35 +106,7 @@ class StageOutcome:
     record: dict[str, Any]
 
 
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def read_record(stage_dir: Path) -> dict[str, Any] | None:
-    path = stage_dir / RECORD
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
-        return None
-
-
-def outputs_intact(stage_dir: Path, record: dict[str, Any]) -> bool:
-    for rel, meta in record.get("outputs", {}).items():
-        p = stage_dir / rel
-        if not p.is_file() or p.stat().st_size != meta["bytes"] or sha256_file(p) != meta["sha256"]:
-            return False
-    return True
-
-
-def stage_fingerprint(recipe: Any, s: StageSpec, upstream: dict[str, str], external: dict[str, Any]) -> str:
+def stage_fingerprint(recipe: Recipe, s: StageSpec, upstream: dict[str, str], external: dict[str, Any]) -> str:
     payload = {
         "format": FORMAT_VERSION,
         "stage": s.name,
@@ -206,7 +135,7 @@ def _display(path: Path) -> str:
 
 
 def _plain(v: Any) -> Any:
-    return v.to_dict() if hasattr(v, "to_dict") else v
+    return v.to_dict() if isinstance(v, Section) else v
 
 
 def _prepare_dir(stage_dir: Path, fingerprint: str) -> bool:
@@ -269,7 +198,7 @@ class _Ranks:
 
 
 def build(
-    recipe: Any,
+    recipe: Recipe,
     runs_root: str | Path = "runs",
     until: str | None = None,
     force: tuple[str, ...] = (),
@@ -298,16 +227,16 @@ def build(
             stack.enter_context(exclusive_dir(
                 run_dir, f"another smoledge build is using {run_dir}; wait for it or use a different recipe name"))
         for i, s in enumerate(stages, 1):
-            module = importlib.import_module(s.module)
+            stage = s.stage
             label = f"[{i}/{len(stages)}] {s.name}"
-            why_not = module.not_needed(recipe) if hasattr(module, "not_needed") else None
+            why_not = stage.not_needed(recipe)
             if why_not:
                 # A fixed fingerprint: turning the stage on again is a change downstream stages see.
                 fingerprints[s.name] = "not needed"
                 outcomes.append(StageOutcome(s.name, "not needed", 0.0, {"summary": why_not}))
                 out(f"{label}: not needed ({why_not})")
                 continue
-            external = module.external_inputs(recipe) if hasattr(module, "external_inputs") else {}
+            external = stage.external_inputs(recipe)
             fp = stage_fingerprint(recipe, s, {d: fingerprints[d] for d in s.deps}, external)
             fingerprints[s.name] = fp
             stage_dir = run_dir / s.dir
@@ -318,7 +247,7 @@ def build(
                 and record.get("fingerprint") == fp
                 and outputs_intact(stage_dir, record)
                 # A stage that also writes beside its directory (package: bundle.tar.gz) checks that too.
-                and (not hasattr(module, "archive_intact") or module.archive_intact(stage_dir, record))
+                and stage.archive_intact(stage_dir, record)
             )
             if up_to_date:
                 fingerprints[s.name] = content_key(fp, record or {})
@@ -327,10 +256,9 @@ def build(
                 continue
             participates = ranks.is_main or s.multiprocess
             progress = Progress(label) if ranks.is_main else Progress(label, stream=io.StringIO())
-            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, stages=stages,
-                               rank=ranks.rank)
-            if ranks.is_main and hasattr(module, "preflight"):
-                module.preflight(ctx)  # refuses bad inputs while the previous outputs are still in place
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, dir=stage_dir, progress=progress, rank=ranks.rank)
+            if ranks.is_main:
+                stage.preflight(ctx)  # refuses bad inputs while the previous outputs are still in place
             resuming = _prepare_dir(stage_dir, fp) if ranks.is_main else True
             ranks.barrier()  # the directory is ready before any rank writes into it
             if not participates:
@@ -340,7 +268,7 @@ def build(
                 continue
             out(f"{label}: {'resuming' if resuming else 'running'} -> {stage_dir}")
             t0 = time.time()
-            result: StageResult = module.run(ctx)
+            result = stage.run(ctx)
             ctx.progress.close()
             seconds = time.time() - t0
             record = (_write_record(s, stage_dir, result, fp, fingerprints, external, recipe, seconds, resuming)
@@ -353,7 +281,7 @@ def build(
 
 
 def _write_record(s: StageSpec, stage_dir: Path, result: StageResult, fp: str, fingerprints: dict[str, str],
-                  external: dict[str, Any], recipe: Any, seconds: float, resuming: bool) -> dict[str, Any]:
+                  external: dict[str, Any], recipe: Recipe, seconds: float, resuming: bool) -> dict[str, Any]:
     outputs = {}
     for p in result.outputs:
         p = Path(p)

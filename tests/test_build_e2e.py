@@ -15,7 +15,8 @@ import pytest
 from test_serve_api import start_server, stop_server
 
 from smoledge.recipe import Recipe
-from smoledge.runs import RECORD, STAGES, build
+from smoledge.runs import STAGES, build
+from smoledge.layout import RECORD
 
 pytestmark = pytest.mark.slow
 

@@ -193,7 +193,7 @@ def test_external_inputs_fingerprint_sources(tmp_path):
 def test_tokenizer_stage_without_curate_output_says_what_to_run(tmp_path):
     from smoledge.tokenizer import stage as tokenize
     from smoledge.progress import Progress
-    from smoledge.runs import StageContext
+    from smoledge.stage import StageContext
 
     ctx = StageContext(recipe=small_recipe("x"), run_dir=tmp_path, dir=tmp_path / "tokenizer",
                        progress=Progress("test"))

@@ -22,7 +22,7 @@ from smoledge.model.build import hf_config, special_ids
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import StageContext
+from smoledge.stage import StageContext
 
 
 @pytest.fixture(scope="module")

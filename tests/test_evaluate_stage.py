@@ -16,7 +16,8 @@ from smoledge.errors import SmoledgeError
 from smoledge.evaluate.config import EvaluateConfig
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import StageContext, spec
+from smoledge.runs import spec
+from smoledge.stage import StageContext
 
 pytest.importorskip("llama_cpp")
 

@@ -15,7 +15,9 @@ from smoledge.evaluate.config import EvaluateConfig
 from smoledge.export.config import ExportConfig
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import StageContext, spec
+from smoledge.layout import RunFiles
+from smoledge.runs import spec
+from smoledge.stage import StageContext
 
 pytest.importorskip("llama_cpp")
 
@@ -32,7 +34,7 @@ def fake_distill(run_dir: Path, model_dir: Path, with_tokenizer: bool = True) ->
     """runs/<name>/distill/model as the distill stage leaves it; the tokenizer stage's dir too."""
     dst = run_dir / "distill" / "model"
     shutil.copytree(model_dir, dst, ignore=None if with_tokenizer else shutil.ignore_patterns(*TOKENIZER_FILES))
-    tok = run_dir / "tokenizer"
+    tok = RunFiles(run_dir).tokenizer.tokenizer
     tok.mkdir(parents=True)
     for name in TOKENIZER_FILES:
         if (model_dir / name).exists():

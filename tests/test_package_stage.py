@@ -15,7 +15,8 @@ from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import INPROGRESS, RECORD, StageContext
+from smoledge.layout import INPROGRESS, RECORD
+from smoledge.stage import StageContext
 from smoledge.serve.bundle import ServerSettings, load_bundle
 
 REPO = Path(__file__).resolve().parents[1]

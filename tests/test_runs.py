@@ -11,7 +11,8 @@ import toy_stages
 from smoledge.recipe import Recipe
 from smoledge.errors import SmoledgeError
 from smoledge.io import exclusive_dir
-from smoledge.runs import RECORD, build, summary_table
+from smoledge.runs import build, summary_table
+from smoledge.layout import RECORD
 
 
 @pytest.fixture(autouse=True)

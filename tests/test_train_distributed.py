@@ -102,7 +102,8 @@ def test_torchrun_smoledge_training_matches_the_single_process_stage(tmp_path: P
     import yaml
 
     from smoledge.recipe import load_recipe
-    from smoledge.runs import build, read_record
+    from smoledge.runs import build
+    from smoledge.stage import read_record
     from test_train_run import TINY_BUILD
 
     recipe_path = tmp_path / "tiny.yaml"

@@ -20,7 +20,7 @@ from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import StageContext
+from smoledge.stage import StageContext
 from smoledge.train.config import HealthConfig, PretrainConfig
 from smoledge.train.data import PackedSampler, validation_batches
 from smoledge.train.health import (DEAD_RELATIVE, HealthMonitor, dead_units, effective_rank, token_rank,

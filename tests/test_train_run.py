@@ -23,7 +23,7 @@ from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress
 from smoledge.recipe import Recipe
-from smoledge.runs import StageContext
+from smoledge.stage import StageContext
 from smoledge.train.checkpoint import checkpoint_dirs, latest_checkpoint, load_checkpoint
 from smoledge.train.config import PretrainConfig
 from smoledge.train.data import PackedSampler, mixture_weights, validation_batches
@@ -282,7 +282,7 @@ def test_pretrain_loss_falls_and_the_model_is_a_standard_hf_dir(pretrained) -> N
     tok = AutoTokenizer.from_pretrained(model_dir)
     assert GenerationConfig.from_pretrained(model_dir).eos_token_id == tok.eos_token_id == 0
     # The saved weights are the trained ones: the validation loss reproduces.
-    shards = ctx.stage_dir("train-tokenizer") / "shards"
+    shards = ctx.files.tokenizer.shards
     valid = validation_batches(Shard.open(shards, "valid"), 4, 64, 2)
     assert evaluate(model, valid) == pytest.approx(m["val_loss"], abs=1e-4)
     # token_type_ids is dropped: bpe.py's tokenizer still emits it and generate() rejects it.
@@ -326,17 +326,17 @@ def test_the_cache_round_trips_the_teacher_top_k(pretrained, cached, recipe: Rec
     """What distillation reads back for batch k is what the teacher says about batch k (to float16)."""
     from smoledge.io import sha256_file
     from smoledge.train.losses import teacher_targets
-    from smoledge.train.teacher_cache import CACHE_JSON, TeacherCache
+    from smoledge.train.teacher_cache import CACHE_META, TeacherCache
 
     ctx, result = cached
-    meta = json.loads((ctx.dir / CACHE_JSON).read_text())
+    meta = json.loads((ctx.dir / CACHE_META).read_text())
     assert result.metrics["num_batches"] == meta["num_batches"] == 40 + 5  # max_steps + max_rollbacks
     assert all(sha256_file(ctx.dir / name) == digest for name, digest in meta["files"].items())
     # top-64 of 1024 tokens: 64 uint16 ids + 65 float16 log-probs = 258 raw bytes, less after zlib.
     assert meta["raw_bytes_per_token"] == 258 and meta["bytes_per_token"] < 258
     cache = TeacherCache(ctx.dir, meta)
     teacher = AutoModelForCausalLM_from(pretrained[0].dir / "model")
-    shards = ctx.stage_dir("train-tokenizer") / "shards"
+    shards = ctx.files.tokenizer.shards
     sampler = PackedSampler(Shard.open(shards, "train"), 4, 64, recipe.distill.seed,
                             mixture_weights(Shard.open(shards, "train"), recipe.data))
     for k in (0, 44):
@@ -522,7 +522,8 @@ def test_sigkilled_training_cli_resumes_and_matches(tmp_path: Path, stage: str, 
     import shutil
 
     from smoledge.recipe import load_recipe
-    from smoledge.runs import build, read_record
+    from smoledge.runs import build
+    from smoledge.stage import read_record
 
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(yaml.safe_dump(TINY_BUILD))

@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 
 from smoledge.io import atomic_write_text
-from smoledge.runs import StageResult, StageSpec
-
-STAGES = (
-    StageSpec("first", "toy_stages", (), ("seed",)),
-    StageSpec("second", "toy_stages", ("first",), ("description",), "second-dir"),
-)
+from smoledge.runs import StageSpec
+from smoledge.stage import Stage, StageResult
 
 # Set by tests: name of a stage that should crash half-way (after writing part.txt).
 CRASH_IN = {"stage": None}
@@ -39,6 +35,13 @@ def run(ctx):
     atomic_write_text(partial, "half\n")
     if CRASH_IN["stage"] == "second":
         raise RuntimeError("planted crash")
-    a = (ctx.stage_dir("first") / "a.txt").read_text()
+    a = (ctx.run_dir / "first" / "a.txt").read_text()
     out = atomic_write_text(ctx.dir / "b.txt", a + ctx.recipe.description + "\n")
     return StageResult(outputs=[out], metrics={"resumed_from": resumed_from, "pid": os.getpid()}, summary="wrote b")
+
+
+TOY = Stage(run=run, not_needed=not_needed, preflight=preflight)
+STAGES = (
+    StageSpec("first", TOY, (), ("seed",)),
+    StageSpec("second", TOY, ("first",), ("description",), "second-dir"),
+)

@@ -18,6 +18,7 @@ from typing import Any
 
 from smoledge.bench.config import DeviceProfile
 from smoledge.errors import SmoledgeError
+from smoledge.layout import ExportFiles
 
 LLAMA_CPP, ONNXRUNTIME = "llama.cpp", "onnxruntime"
 # The ISA flag an int8 ONNX target needs (onnxruntime picks its kernels at run time; a model quantized
@@ -138,7 +139,7 @@ def size(n: int) -> str:
 
 
 def read_hf_config(export_dir: Path) -> dict[str, Any]:
-    path = export_dir / "hf" / "config.json"
+    path = ExportFiles(export_dir).hf / "config.json"
     if not path.is_file():
         raise SmoledgeError(f"{path} is missing; re-run `smoledge export`")
     return json.loads(path.read_text())

@@ -48,10 +48,10 @@ from smoledge.data.config import CurateConfig, SourceConfig
 from smoledge.data.readers import Doc, read_source, resolve_paths
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, sha256_file
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import CurateFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult
 
-CURATED = "curated.parquet"
-EXCLUDED = "excluded.jsonl"
 BATCH_DOCS = 64
 # Below this many documents, starting worker processes (each loads the
 # language-ID model and tokenizers) costs more than it saves.
@@ -60,8 +60,6 @@ POOL_MIN_DOCS = 1000
 # twice as many), so per-language perplexity is never computed on nothing.
 MIN_VALID_PER_LANGUAGE = 3
 EXCERPT_CHARS = 200
-# Survivors of the filters wait here (in the stage dir) for dedup; removed when the stage ends.
-SPILL = "kept.partial.arrow"
 # Parquet row group size of curated.parquet.
 ROW_GROUP_ROWS = 8192
 # Run through the pipeline once per worker, so the language-ID model loads at start, not on a real page.
@@ -70,7 +68,7 @@ WARMUP_TEXT = "The weather was mild today and the market in the old town was ope
 log = logging.getLogger(__name__)
 
 
-def external_inputs(recipe: Any) -> dict[str, Any]:
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
     """What the sources are, beyond the recipe: file checksums, dataset ids, sample version."""
     from smoledge.data.sample import SAMPLE_VERSION
 
@@ -431,7 +429,7 @@ def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> 
 
 def run(ctx: StageContext) -> StageResult:
     recipe = ctx.recipe
-    spill = Spill(ctx.dir / SPILL)
+    spill = Spill(CurateFiles(ctx.dir).spill)
     try:
         return _run(ctx, recipe, recipe.curate, spill)
     finally:
@@ -439,7 +437,7 @@ def run(ctx: StageContext) -> StageResult:
         spill.path.unlink(missing_ok=True)
 
 
-def _run(ctx: StageContext, recipe: Any, cfg: CurateConfig, spill: Spill) -> StageResult:
+def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> StageResult:
     from smoledge.data.dedup import cluster, rehydration_weights
 
     timings: dict[str, float] = {}
@@ -470,7 +468,7 @@ def _run(ctx: StageContext, recipe: Any, cfg: CurateConfig, spill: Spill) -> Sta
         top = Counter(r.reason for r in dropped).most_common(3)
         raise SmoledgeError(
             f"curation kept none of {filtered.read} documents (top reasons: {top}); check data.languages and the "
-            f"curate thresholds, and see {ctx.dir / EXCLUDED}"
+            f"curate thresholds, and see {CurateFiles(ctx.dir).excluded}"
         )
     cluster_sizes = [size for size, keep in zip(dd.cluster_size, dd.keep) if keep]
     weights = rehydration_weights(cluster_sizes, cfg.rehydrate_weights) if cfg.rehydrate else [1.0] * len(final)
@@ -478,12 +476,12 @@ def _run(ctx: StageContext, recipe: Any, cfg: CurateConfig, spill: Spill) -> Sta
     t = time.time()
     ctx.progress.update("writing curated.parquet")
     splits = assign_splits(final, recipe.seed, recipe.data.valid_fraction)
-    curated = ctx.dir / CURATED
+    curated = CurateFiles(ctx.dir).curated
     kept_chars = write_curated(curated, spill.batches(), dd.keep, splits, cluster_sizes, weights)
     outputs = [curated]
     if cfg.write_exclusions:
-        write_exclusions(ctx.dir / EXCLUDED, dropped)
-        outputs.append(ctx.dir / EXCLUDED)
+        write_exclusions(CurateFiles(ctx.dir).excluded, dropped)
+        outputs.append(CurateFiles(ctx.dir).excluded)
     timings["write"] = time.time() - t
 
     kept_per_lang = Counter(d.lang for d in final)
@@ -517,3 +515,6 @@ def _run(ctx: StageContext, recipe: Any, cfg: CurateConfig, spill: Spill) -> Sta
     summary = f"kept {len(final)}/{filtered.read} docs ({len(kept_per_lang)} langs)"
     summary += f"; dropped {drops}" if drops else ""
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=curated)
+
+
+STAGE = Stage(run=run, external_inputs=external_inputs)

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from smoledge.io import atomic_write_text, read_log
+from smoledge.layout import RunFiles
 
-BENCH_DIR = "bench"
-TRAIN_STAGES = ("pretrain", "distill")
 # health.jsonl per-layer metric -> (column title, number format); smoledge.train.health defines them.
 HEALTH_COLUMNS = {
     "grad_norm": ("grad norm", ".3g"),
@@ -353,8 +352,9 @@ def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], benc
         parts.append(_table(["task", "artifact", "n", "acc", "\u00b1 stderr", "acc_norm"], rows, numeric_from=2))
 
     parts.append("<h2>Speed on the device</h2>")
-    parts.append(_fig(plot_speed(bench), f"from smoledge bench results in {BENCH_DIR}/ (run `smoledge bench "
-                                         f"BUNDLE --device PROFILE --out runs/NAME/{BENCH_DIR}/PROFILE.json`)"))
+    bench_dir = RunFiles(Path("runs") / str(report.get("name") or "NAME")).bench.as_posix()
+    parts.append(_fig(plot_speed(bench), f"from smoledge bench results in {bench_dir}/ (run `smoledge bench "
+                                         f"BUNDLE --device PROFILE --out {bench_dir}/PROFILE.json`)"))
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -364,8 +364,8 @@ def render(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], benc
 
 def read_curves(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """metrics.jsonl rows of each training stage the run has (a torn last line is skipped)."""
-    return {stage: read_log(run_dir / stage / "metrics.jsonl") for stage in TRAIN_STAGES
-            if (run_dir / stage / "metrics.jsonl").is_file()}
+    return {files.dir.name: read_log(files.metrics) for files in RunFiles(run_dir).training()
+            if files.metrics.is_file()}
 
 
 def read_health(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -373,12 +373,12 @@ def read_health(run_dir: Path) -> dict[str, dict[str, Any]]:
     lists), "records", "alerts" (the `alert` events of the current run, i.e. after the last fresh "start"
     in events.jsonl; resumes and rollbacks keep them), "alert_counts" ({kind: n})}."""
     out = {}
-    for stage in TRAIN_STAGES:
-        path = run_dir / stage / "health.jsonl"
-        if not path.is_file():
+    for files in RunFiles(run_dir).training():
+        stage = files.dir.name
+        if not files.health.is_file():
             continue
-        records = read_log(path)
-        events = read_log(run_dir / stage / "events.jsonl") if (run_dir / stage / "events.jsonl").is_file() else []
+        records = read_log(files.health)
+        events = read_log(files.events) if files.events.is_file() else []
         starts = [i for i, e in enumerate(events) if e.get("event") == "start"]
         alerts = [{k: v for k, v in e.items() if k not in ("event", "time")}
                   for e in events[starts[-1] if starts else 0:] if e.get("event") == "alert"]
@@ -397,7 +397,7 @@ def health_summary(health: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
 
 def read_bench(run_dir: Path) -> list[dict[str, Any]]:
     out = []
-    for path in sorted((run_dir / BENCH_DIR).glob("*.json")):
+    for path in sorted(RunFiles(run_dir).bench.glob("*.json")):
         try:
             out.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
@@ -410,11 +410,12 @@ def write_report(run_dir: Path, report: dict[str, Any] | None = None) -> Path:
     and bench results."""
     from smoledge.errors import SmoledgeError
 
-    path = run_dir / "evaluate" / "report.json"
+    files = RunFiles(run_dir).evaluate
+    path = files.report
     if report is None:
         if not path.is_file():
             raise SmoledgeError(f"{path} is missing; run `smoledge build RECIPE --until evaluate` first")
         report = json.loads(path.read_text())
-    out = run_dir / "evaluate" / "report.html"
+    out = files.html
     atomic_write_text(out, render(report, read_curves(run_dir), read_bench(run_dir), read_health(run_dir)))
     return out

@@ -23,16 +23,18 @@ from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json, atomic_write_text, sha256_file
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import ONNX_FP32, EvaluateFiles, ExportFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult
 
 HF_ARTIFACT = "hf"
 # The fp32 reference each runtime's quantized artifacts are compared with.
-GGUF_FP32, ONNX_FP32 = "model-f32.gguf", "onnx"
+GGUF_FP32 = ExportFiles(Path()).gguf("f32").name
 REPORT_FORMAT = 2
 PASSKEY_SEED = 1234
 
 
-def external_inputs(recipe: Any) -> dict[str, Any]:
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
     """Eval sets, tasks and device profiles by content: editing one must re-evaluate."""
     out: dict[str, Any] = {"devices": [p.to_dict() for p in recipe.device_profiles()]}
     for key, items in (("eval_sets", recipe.evaluate.eval_sets), ("tasks", recipe.evaluate.tasks)):
@@ -49,8 +51,8 @@ def run(ctx: StageContext) -> StageResult:
     from smoledge.evaluate.report import health_summary, read_health, write_report
 
     cfg = ctx.recipe.evaluate
-    export_dir = ctx.stage_dir("export")
-    hf = export_dir / "hf"
+    export_dir = ctx.files.export.dir
+    hf = ctx.files.export.hf
     if not (hf / "config.json").exists():
         raise SmoledgeError(f"no exported model at {hf}; run the export stage first")
     hf_config = read_hf_config(export_dir)
@@ -61,7 +63,7 @@ def run(ctx: StageContext) -> StageResult:
     tok = AutoTokenizer.from_pretrained(hf)
     token_bytes = token_byte_lengths(tok)
     ctx.progress.update("tokenizing held-out text")
-    held_out_docs = held_out_documents(ctx.stage_dir("curate") / "curated.parquet")
+    held_out_docs = held_out_documents(ctx.files.curate.curated)
     by_lang = pack_ids(held_out_docs, tok, cfg.max_tokens_per_language)
     sets = eval_set_ids(cfg, tok)
     tasks = load_tasks(cfg)
@@ -135,18 +137,19 @@ def run(ctx: StageContext) -> StageResult:
         "training_health": health_summary(read_health(ctx.run_dir)),
     }
     ctx.progress.update("writing the report")
-    atomic_write_json(ctx.dir / "report.json", report)
-    atomic_write_text(ctx.dir / "report.md", report_markdown(report))
+    files = EvaluateFiles(ctx.dir)
+    atomic_write_json(files.report, report)
+    atomic_write_text(files.markdown, report_markdown(report))
     write_report(ctx.run_dir, report)
     failed = [m for m in [*unsuited, failures_message(gate_results)] if m]
     if failed:
         raise GateFailed(" | ".join(failed))
-    outputs = [ctx.dir / "report.json", ctx.dir / "report.md", ctx.dir / "report.html"]
+    outputs = [files.report, files.markdown, files.html]
     metrics = {k: report[k] for k in ("overall", "quantization", "languages", "seq_len", "gates")}
     metrics["devices"] = {n: {k: d[k] for k in ("artifact", "backend", "threads", "n_ctx", "reason")}
                           for n, d in devices.items()}
     return StageResult(outputs=outputs, metrics=metrics, summary=summary_line(ppl, overall, table, devices),
-                       artifact=ctx.dir / "report.html")
+                       artifact=files.html)
 
 
 # ----------------------------------------------------------------------------- artifacts and scorers
@@ -162,15 +165,14 @@ def list_artifacts(export_dir: Path, cfg: Any) -> list[Artifact]:
 
     out = [Artifact(HF_ARTIFACT, None)]
     if cfg.gguf:
-        ggufs = sorted(export_dir.glob("model-*.gguf"))
+        ggufs = ExportFiles(export_dir).ggufs()
         if not ggufs:
             raise SmoledgeError(f"evaluate.gguf is true but {export_dir} holds no model-*.gguf; "
                                 "re-run export or set evaluate.gguf: false")
         out += [Artifact(p.name, [p]) for p in ggufs]
     if cfg.onnx:
         # onnx/ first: it is the reference its int8 variants are compared with.
-        dirs = sorted((d for d in export_dir.glob("onnx*") if d.is_dir() and onnx_files(d)),
-                      key=lambda d: (d.name != ONNX_FP32, d.name))
+        dirs = [d for d in ExportFiles(export_dir).onnx_dirs() if onnx_files(d)]
         out += [Artifact(d.name, onnx_files(d)) for d in dirs]
     return out
 
@@ -180,7 +182,7 @@ def make_scorer(export_dir: Path, name: str, n_ctx: int, threads: int | None) ->
     from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, TorchScorer
 
     if name == HF_ARTIFACT:
-        return TorchScorer(export_dir / "hf")
+        return TorchScorer(ExportFiles(export_dir).hf)
     if name.endswith(".gguf"):
         return GGUFScorer(export_dir / name, n_ctx, n_threads=threads)
     return ORTScorer(export_dir / name, n_threads=threads)
@@ -192,7 +194,7 @@ def score_artifacts(ctx: StageContext, artifacts: list[Artifact], by_lang: dict[
     """Per artifact: held-out ppl/bpb per language, each eval set's, and the held-out total."""
     from smoledge.evaluate.perplexity import Score, score
 
-    export_dir = ctx.stage_dir("export")
+    export_dir = ctx.files.export.dir
     texts = [(None, by_lang)] + list(sets.items())
     ppl: dict[str, dict[str, dict[str, float]]] = {}
     set_ppl: dict[str, dict[str, Any]] = {name: {} for name in sets}
@@ -234,7 +236,7 @@ def select_for(profile: Any, found: list[Any], hf_config: dict[str, Any], n_ctx:
 
 # ----------------------------------------------------------------------------- long context and tasks
 
-def trained_length(recipe: Any, hf_config: dict[str, Any]) -> int:
+def trained_length(recipe: Recipe, hf_config: dict[str, Any]) -> int:
     """The context the student was trained at (YaRN's original length when export scaled RoPE)."""
     scaling = hf_config.get("rope_scaling") or {}
     if scaling.get("original_max_position_embeddings"):
@@ -443,3 +445,6 @@ def summary_line(ppl: dict[str, dict[str, dict[str, float]]], overall: dict[str,
         parts.append(f"{name}: {d['artifact']}")
     return " ".join(parts)
 
+
+
+STAGE = Stage(run=run, external_inputs=external_inputs)

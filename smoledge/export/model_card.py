@@ -1,7 +1,7 @@
 """The model card (README.md with Hugging Face YAML metadata) written into export/hf/.
 
     from smoledge.export.model_card import model_card
-    text = model_card(recipe, run_dir, hf_config_dict, params, parity_report)
+    text = model_card(recipe, RunFiles(run_dir), hf_config_dict, params, parity_report)
 
 Everything in it is read from the run: the recipe, the train-tokenizer and distill stage
 records (tokens per language, validation loss) and the export's own parity results. A
@@ -11,23 +11,18 @@ held-out perplexity of every artifact comes later, from the evaluate stage (repo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from smoledge.layout import RunFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import read_record
 
 NOT_RECORDED = "not recorded"
 DIVERGENCES = {"forward": "forward KL", "reverse": "reverse KL", "js": "Jensen-Shannon"}
 
 
-def _record(run_dir: Path, stage_dir: str) -> dict[str, Any]:
-    path = run_dir / stage_dir / "stage.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _front_matter(recipe: Any) -> str:
+def _front_matter(recipe: Recipe) -> str:
     import yaml
 
     meta: dict[str, Any] = {
@@ -45,9 +40,9 @@ def _front_matter(recipe: Any) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def model_card(recipe: Any, run_dir: Path, config: dict[str, Any], params: int, parity: dict[str, Any]) -> str:
-    tok = _record(run_dir, "tokenizer").get("metrics", {})
-    distill = _record(run_dir, "distill").get("metrics", {})
+def model_card(recipe: Recipe, files: RunFiles, config: dict[str, Any], params: int, parity: dict[str, Any]) -> str:
+    tok = (read_record(files.tokenizer.dir) or {}).get("metrics", {})
+    distill = (read_record(files.distill.dir) or {}).get("metrics", {})
     cfg = recipe.distill
     per_lang = tok.get("tokens_per_language", {}).get("train", {})
     langs = ", ".join(f"{lang} {n:,}" for lang, n in per_lang.items()) or NOT_RECORDED

@@ -18,11 +18,11 @@ from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir, atomic_write_json, atomic_write_text
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import ExportFiles
+from smoledge.stage import Stage, StageContext, StageResult
 from smoledge.tokenizer.pretrained import TOKENIZER_FILES
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
-IMATRIX_FILE = "imatrix.gguf"
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -31,23 +31,23 @@ def run(ctx: StageContext) -> StageResult:
     from smoledge.export.yarn import apply_yarn
 
     cfg = ctx.recipe.export
-    src = ctx.stage_dir("distill") / "model"
-    hf = ctx.dir / "hf"
+    src = ctx.files.distill.model
+    hf = ExportFiles(ctx.dir).hf
     ctx.progress.update("copying HF model")
-    copy_hf_dir(src, [ctx.stage_dir("train-tokenizer"), ctx.stage_dir("train-tokenizer") / "tokenizer"], hf)
+    copy_hf_dir(src, [ctx.files.tokenizer.tokenizer], hf)
     apply_yarn(hf, cfg.yarn_factor)
     model, _ = load_torch(hf)
-    windows = calibration(ctx.stage_dir("train-tokenizer") / "shards", cfg, model.config.max_position_embeddings)
+    windows = calibration(ctx.files.tokenizer.shards, cfg, model.config.max_position_embeddings)
     report = export_model(hf, ctx.dir, cfg, windows, ctx.progress, model=model)
     params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    card = model_card(ctx.recipe, ctx.run_dir, model.config.to_dict(), params, report)
+    card = model_card(ctx.recipe, ctx.files, model.config.to_dict(), params, report)
     atomic_write_text(hf / "README.md", card)
 
     ggufs = [ctx.dir / name for name in report["files"]]
     onnx_files = sorted(p for name in report.get("onnx", {}) for p in (ctx.dir / name).rglob("*") if p.is_file())
-    extra = [ctx.dir / IMATRIX_FILE] if "imatrix" in report else []
+    extra = [ExportFiles(ctx.dir).imatrix] if "imatrix" in report else []
     outputs = (sorted(p for p in hf.rglob("*") if p.is_file()) + ggufs + onnx_files + extra
-               + [ctx.dir / "parity.json"])
+               + [ExportFiles(ctx.dir).parity])
     f32 = report["files"]["model-f32.gguf"]
     parts = [f"gguf f32 \u0394logit {f32['logits']['max_abs_diff']:.1e}"]
     for name, e in report["files"].items():
@@ -64,7 +64,7 @@ def run(ctx: StageContext) -> StageResult:
         "tokenization_texts": report["tokenization"]["texts"],
         "calibration": report.get("calibration"),
     }
-    artifact = ctx.dir / f"model-{report['order'][-1]}.gguf"
+    artifact = ExportFiles(ctx.dir).gguf(report["order"][-1])
     return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
 
 
@@ -96,6 +96,7 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
     from smoledge.export.parity import check_greedy, check_parity, check_tokenization, load_torch, probe_gguf
     from smoledge.export.yarn import parity_text_beyond_trained
 
+    files = ExportFiles(out_dir)
     progress = progress if progress is not None else _Silent()
     model = model if model is not None else load_torch(hf)[0]
     if (cfg.onnx_int8_static or cfg.imatrix) and not windows:
@@ -117,16 +118,16 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
 
         progress.update("measuring the importance matrix")
         imatrix = collect_imatrix(model, windows)
-        write_imatrix_gguf(imatrix, out_dir / IMATRIX_FILE, "smoledge curated training split", len(windows[0]))
-        report["imatrix"] = {"file": IMATRIX_FILE, "tensors": len(imatrix)}
+        write_imatrix_gguf(imatrix, files.imatrix, "smoledge curated training split", len(windows[0]))
+        report["imatrix"] = {"file": files.imatrix.name, "tensors": len(imatrix)}
     try:
         for i, dtype in enumerate(types):
-            path = out_dir / f"model-{dtype}.gguf"
+            path = files.gguf(dtype)
             progress.update(f"writing {path.name}", i, len(types))
             notes: list[str] = []
             t0 = time.perf_counter()
             if dtype in FROM_F16:
-                quantize_gguf(out_dir / "model-f16.gguf", path, dtype, imatrix=imatrix)
+                quantize_gguf(files.gguf("f16"), path, dtype, imatrix=imatrix)
             else:
                 write_gguf(hf, path, dtype, notes)
             entry: dict[str, Any] = {"bytes": path.stat().st_size, "notes": notes, "tensor_types": tensor_types(path),
@@ -151,15 +152,15 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
             if long_text:
                 from smoledge.export.onnx import check_onnx
 
-                report["onnx"]["onnx"]["beyond_trained"] = check_onnx(hf, out_dir / "onnx", long_text,
+                report["onnx"]["onnx"]["beyond_trained"] = check_onnx(hf, files.onnx, long_text,
                                                                       cfg.parity_max_abs_logit_diff, model=model)
     except SmoledgeError as exc:
         # Keep the evidence next to the files before failing the build.
         report["failed"] = str(exc)
-        atomic_write_json(out_dir / "parity.json", report)
+        atomic_write_json(files.parity, report)
         raise
     progress.update("done", len(types), len(types))
-    atomic_write_json(out_dir / "parity.json", report)
+    atomic_write_json(files.parity, report)
     return report
 
 
@@ -171,7 +172,7 @@ def export_onnx_artifacts(hf: Path, out_dir: Path, cfg: Any, model: Any, report:
 
     progress.update(f"exporting ONNX (optimum, text-generation-with-past, {cfg.onnx_optimization} optimisation)")
     t0 = time.perf_counter()
-    fp32 = export_onnx(hf, out_dir / "onnx", optimization=cfg.onnx_optimization)
+    fp32 = export_onnx(hf, ExportFiles(out_dir).onnx, optimization=cfg.onnx_optimization)
     seconds = time.perf_counter() - t0
     report["onnx"] = {}
     report["onnx"]["onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
@@ -226,3 +227,6 @@ def copy_hf_dir(src: Path, tokenizer_dirs: list[Path], dst: Path) -> Path:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+STAGE = Stage(run=run)

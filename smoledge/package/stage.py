@@ -31,7 +31,8 @@ from smoledge.errors import SmoledgeError
 from smoledge.tokenizer.pretrained import TOKENIZER_FILES
 from smoledge.io import atomic_path, atomic_write_json, atomic_write_text, file_manifest, sha256_file
 from smoledge.package.archive import write_archive
-from smoledge.runs import INPROGRESS, RECORD, StageContext, StageResult, library_versions, read_record
+from smoledge.layout import INPROGRESS, RECORD, PackageFiles
+from smoledge.stage import Stage, StageContext, StageResult, library_versions, read_record
 from smoledge.serve.bundle import (
     BUILD_RECORDS,
     LLAMA_CPP,
@@ -47,8 +48,6 @@ from smoledge.serve.bundle import (
 REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Special tokens that end a reply in smoledge's ChatML format (see smoledge/data/bpe.py).
 END_TOKENS = ("<|im_end|>",)
-# runs/<name>/bundle.tar.gz, next to the bundle directory (and bundle.tar.gz.sha256).
-ARCHIVE = "bundle.tar.gz"
 UNIT = "smoledge.service"
 # What the server needs besides the model's weights and KV cache (Python, FastAPI, the runtime's
 # compute buffers and allocator slack): added to the largest device budget for the unit's MemoryMax.
@@ -109,9 +108,9 @@ def _created() -> datetime:
 def run(ctx: StageContext) -> StageResult:
     recipe = ctx.recipe
     pkg = recipe.package
-    export_dir = ctx.stage_dir("export")
-    hf = export_dir / "hf"
-    src_gguf = export_dir / f"model-{pkg.gguf_type}.gguf"
+    export_dir = ctx.files.export.dir
+    hf = ctx.files.export.hf
+    src_gguf = ctx.files.export.gguf(pkg.gguf_type)
     if not src_gguf.is_file():
         raise SmoledgeError(
             f"{src_gguf} is missing; package.gguf_type is '{pkg.gguf_type}': add it to export.gguf_types "
@@ -120,7 +119,7 @@ def run(ctx: StageContext) -> StageResult:
     for name in REQUIRED_TOKENIZER_FILES:
         if not (hf / name).is_file():
             raise SmoledgeError(f"{hf / name} is missing; re-run `smoledge export`")
-    report_path = ctx.stage_dir("evaluate") / "report.json"
+    report_path = ctx.files.evaluate.report
     if not report_path.is_file():
         raise SmoledgeError(f"{report_path} is missing; run `smoledge evaluate` first")
 
@@ -218,9 +217,9 @@ def run(ctx: StageContext) -> StageResult:
         "files": files,
         "versions": library_versions(),
         "recipe": {"fingerprint": recipe.fingerprint(*sections), "sections": recipe.to_dict()},
-        "upstream": {n: (read_record(ctx.stage_dir(n)) or {}).get("fingerprint") for n in ("export", "evaluate")},
+        "upstream": {n: (read_record(ctx.files.of(n).dir) or {}).get("fingerprint") for n in ("export", "evaluate")},
         "evaluation": {
-            "source": "evaluate/report.json",
+            "source": report_path.relative_to(ctx.run_dir).as_posix(),
             "sha256": sha256_file(report_path),
             "bundled": report.get("perplexity", {}).get(src_gguf.name),
             "reference": report.get("perplexity", {}).get("hf"),
@@ -237,7 +236,7 @@ def run(ctx: StageContext) -> StageResult:
     # The archive goes next to the bundle directory, not in it: the directory is what gets copied
     # (or served) as it is, the archive is the same files for a single download.
     ctx.progress.update("archiving")
-    archive = ctx.run_dir / ARCHIVE
+    archive = PackageFiles(ctx.dir).archive
     members = [*files, MANIFEST]
     archive_sha = write_archive(ctx.dir, sorted(members), archive, top=f"{recipe.name}-bundle",
                                 mtime=int(created.timestamp()))
@@ -247,13 +246,13 @@ def run(ctx: StageContext) -> StageResult:
     outputs = [ctx.dir / rel for rel in files] + [ctx.dir / MANIFEST]
     extra = [n for n in artifacts if n != src_gguf.name]
     summary = (f"{pkg.gguf_type}{''.join(' + ' + n for n in extra)}, {_size(total)}, {len(outputs)} files, "
-               f"{ARCHIVE} {_size(archive_bytes)}")
+               f"{archive.name} {_size(archive_bytes)}")
     metrics = {"gguf_type": pkg.gguf_type, "bytes": total, "files": len(outputs), "n_ctx": n_ctx,
                "threads": settings.threads, "model_bytes": files[src_gguf.name]["bytes"],
                "artifacts": dict(artifacts),
                "devices": {d: e["artifact"] for d, e in selection.items()},
-               "archive": {"file": ARCHIVE, "sha256": archive_sha, "bytes": archive_bytes,
-                           "sha256_file": ARCHIVE + ".sha256"}}
+               "archive": {"file": archive.name, "sha256": archive_sha, "bytes": archive_bytes,
+                           "sha256_file": archive.name + ".sha256"}}
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=ctx.dir)
 
 
@@ -273,8 +272,8 @@ def archive_intact(stage_dir: Path, record: dict[str, Any]) -> bool:
     """Whether the archive next to the bundle is still the one the recorded run wrote (the orchestrator
     checksums only the files inside a stage's directory; this covers bundle.tar.gz beside it)."""
     meta = (record.get("metrics") or {}).get("archive") or {}
-    archive = stage_dir.parent / ARCHIVE
-    sums = archive.with_name(ARCHIVE + ".sha256")
+    archive = PackageFiles(stage_dir).archive
+    sums = archive.with_name(archive.name + ".sha256")
     return (archive.is_file() and sums.is_file() and archive.stat().st_size == meta.get("bytes")
             and sha256_file(archive) == meta.get("sha256") and sums.read_text().split()[:1] == [meta.get("sha256")])
 
@@ -314,3 +313,6 @@ def _chat_template(hf: Path, tok_config: dict[str, Any]) -> str | None:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+STAGE = Stage(run=run, archive_intact=archive_intact)

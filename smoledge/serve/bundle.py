@@ -41,12 +41,13 @@ from typing import Any, Literal
 from smoledge.config import ConfigError, Section
 from smoledge.errors import SmoledgeError
 from smoledge.io import sha256_file
+from smoledge.layout import INPROGRESS, RECORD
 
 MANIFEST = "manifest.json"
 SERVER = "server.json"
 # Written next to the bundle files by the build orchestrator (smoledge.runs);
 # they describe the build, not the bundle, so the manifest leaves them out.
-BUILD_RECORDS = ("stage.json", "inprogress.json")
+BUILD_RECORDS = (RECORD, INPROGRESS)
 MANIFEST_FORMAT = 1
 
 REFETCH = "re-run `smoledge package` or copy the bundle again"

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from smoledge.config import ConfigError
 from smoledge.errors import SmoledgeError
+from smoledge.layout import TrainFiles
 from smoledge.io import atomic_write_json, exclusive_dir, sha256_file
 from smoledge.sweep.config import SweepConfig, SweepSpec
 from smoledge.sweep.space import Point, points, top_sections
@@ -98,20 +99,17 @@ def _sections(stages: tuple[Any, ...]) -> list[str]:
 def shared_prefix(recipes: list[Any], stages: tuple[Any, ...]) -> list[Any]:
     """The leading stages whose fingerprint (config, external inputs, upstream) is the same for every
     point: one build of them serves the whole sweep."""
-    import importlib
-
     from smoledge.runs import stage_fingerprint
 
     chains: list[dict[str, str]] = [{} for _ in recipes]
     shared = []
     for s in stages:
-        module = importlib.import_module(s.module)
         fps = set()
         for recipe, chain in zip(recipes, chains):
-            if hasattr(module, "not_needed") and module.not_needed(recipe):
+            if s.stage.not_needed(recipe):
                 fp = "not needed"
             else:
-                external = module.external_inputs(recipe) if hasattr(module, "external_inputs") else {}
+                external = s.stage.external_inputs(recipe)
                 fp = stage_fingerprint(recipe, s, {d: chain[d] for d in s.deps}, external)
             chain[s.name] = fp
             fps.add(fp)
@@ -257,7 +255,7 @@ def _train_point(p: Point, recipe: Any, target: str, points_root: Path, point_di
         record = outcomes[-1].record
         stage_dir = point_dir / stage_spec(target).dir
         (point_dir / "error.txt").unlink(missing_ok=True)
-        return ok_row(p.id, p.values, _trained(recipe, target), record["metrics"], stage_dir / "model",
+        return ok_row(p.id, p.values, _trained(recipe, target), record["metrics"], TrainFiles(stage_dir).model,
                       point_dir, record.get("wall_time_s", time.time() - t0))
     except KeyboardInterrupt:
         raise  # no record: the point runs again (from its last checkpoint) next time

@@ -23,11 +23,11 @@ from typing import Any, Iterator
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import TokenizerFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult
 from smoledge.tokenizer.pretrained import load_pretrained, pretrained_inputs
 
-TOKENIZER_DIR = "tokenizer"
-SHARDS_DIR = "shards"
 SPLITS = ("train", "valid")
 ENCODE_BATCH = 256
 
@@ -50,7 +50,7 @@ def load_curated(path: Path) -> dict[str, list[Any]]:
     return cols
 
 
-def external_inputs(recipe: Any) -> dict[str, Any]:
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
     return pretrained_inputs(recipe.tokenizer.pretrained)
 
 
@@ -68,7 +68,7 @@ def run(ctx: StageContext) -> StageResult:
 
     recipe = ctx.recipe
     cfg = recipe.tokenizer
-    cols = load_curated(ctx.stage_dir("curate") / "curated.parquet")
+    cols = load_curated(ctx.files.curate.curated)
     by_split: dict[str, list[int]] = {s: [] for s in SPLITS}
     for i, split in enumerate(cols["split"]):
         if split in by_split:
@@ -90,11 +90,11 @@ def run(ctx: StageContext) -> StageResult:
     if pick_dtype(vocab_size, cfg.dtype) == "uint16" and vocab_size > 65536:
         raise SmoledgeError(f"tokenizer.dtype uint16 cannot hold the {vocab_size} ids of this tokenizer; "
                             "set tokenizer.dtype: auto (or uint32)")
-    tok_dir = ctx.dir / TOKENIZER_DIR
+    tok_dir = TokenizerFiles(ctx.dir).tokenizer
     with atomic_dir(tok_dir) as tmp:
         tok.save_pretrained(tmp)
 
-    shard_dir = ctx.dir / SHARDS_DIR
+    shard_dir = TokenizerFiles(ctx.dir).shards
     outputs = sorted(p for p in tok_dir.rglob("*") if p.is_file())
     tokens: dict[str, int] = {}
     tokens_per_lang: dict[str, dict[str, int]] = {}
@@ -136,3 +136,6 @@ def run(ctx: StageContext) -> StageResult:
     }
     summary = f"vocab {vocab_size}, {_fmt_count(tokens['train'])} train tokens"
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=tok_dir)
+
+
+STAGE = Stage(run=run, external_inputs=external_inputs)

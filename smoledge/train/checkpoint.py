@@ -40,10 +40,10 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir
+from smoledge.layout import CHECKPOINTS
 from smoledge.train.optim import Optimizers
 from smoledge.train.runtime import barrier
 
-CHECKPOINTS = "checkpoints"
 KEEP = 2
 PREFIX = "step-"
 

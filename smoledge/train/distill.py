@@ -24,30 +24,30 @@ from pathlib import Path
 from typing import Any
 
 from smoledge.io import atomic_write_json
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import DistillFiles, TeacherCacheFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult
 from smoledge.train.pretrain import base_metrics, check_context, stage_outputs, tokenized_inputs, training_data
 
 # Calibration batches for pruning: importance is a mean over this many training batches.
 PRUNE_CALIBRATION_BATCHES = 4
-PRUNE_REPORT = "prune.json"
 
 
-def cache_location(ctx: StageContext) -> Path:
+def cache_location(ctx: StageContext) -> TeacherCacheFiles:
     cfg = ctx.recipe.distill
-    return Path(cfg.cache_dir) if cfg.cache_dir else ctx.stage_dir("teacher-cache")
+    return TeacherCacheFiles(Path(cfg.cache_dir)) if cfg.cache_dir else ctx.files.teacher_cache
 
 
-def external_inputs(recipe: Any) -> dict[str, Any]:
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
     """An external teacher, or another run's cache, is an input the recipe does not describe."""
     from smoledge.train.teacher import teacher_identity
-    from smoledge.train.teacher_cache import CACHE_JSON
 
     cfg = recipe.distill
     out: dict[str, Any] = {}
     if cfg.teacher:
         out["teacher"] = teacher_identity(cfg.teacher)
     if cfg.mode == "cache" and cfg.cache_dir:
-        meta = Path(cfg.cache_dir) / CACHE_JSON
+        meta = TeacherCacheFiles(Path(cfg.cache_dir)).meta
         out["cache"] = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.exists() else None
     return out
 
@@ -59,16 +59,15 @@ def preflight(ctx: StageContext) -> None:
 
     from smoledge.tokenizer.shards import Shard
     from smoledge.train.teacher import check_tokenizer
-    from smoledge.train.teacher_cache import CACHE_JSON, tokenizer_name
+    from smoledge.train.teacher_cache import tokenizer_name
 
     cfg = ctx.recipe.distill
-    tok_dir = ctx.stage_dir("train-tokenizer") / "tokenizer"
-    shards = ctx.stage_dir("train-tokenizer") / "shards"
+    tok_dir, shards = ctx.files.tokenizer.tokenizer, ctx.files.tokenizer.shards
     if not (tok_dir / "tokenizer.json").exists() or not (shards / "train.meta.json").exists():
         return  # run() says what is missing
     if cfg.teacher:
         check_tokenizer(cfg.teacher, AutoTokenizer.from_pretrained(tok_dir), tokenizer_name(ctx.recipe, tok_dir))
-    if cfg.mode == "cache" and (cache_location(ctx) / CACHE_JSON).exists():
+    if cfg.mode == "cache" and cache_location(ctx).meta.exists():
         open_cache(ctx, tok_dir, Shard.open(shards, "train"))
 
 
@@ -79,9 +78,9 @@ def open_cache(ctx: StageContext, tok_dir: Path, train_shard: Any) -> Any:
     from smoledge.train.teacher_cache import TeacherCache, batches_needed, expected_identity
 
     cfg = ctx.recipe.distill
-    source = teacher_source(ctx.recipe, ctx.stage_dir("pretrain"))
+    source = teacher_source(ctx.recipe, ctx.files.pretrain)
     want = expected_identity(ctx, cfg, source, tok_dir, mixture_weights(train_shard, ctx.recipe.data))
-    return TeacherCache.open(cache_location(ctx), want, batches_needed(cfg))
+    return TeacherCache.open(cache_location(ctx).dir, want, batches_needed(cfg))
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -96,7 +95,7 @@ def run(ctx: StageContext) -> StageResult:
     recipe, cfg = ctx.recipe, ctx.recipe.distill
     check_context(cfg, recipe.student, "distill", "student")
     tok_dir, tokenizer, train_shard, valid_shard = tokenized_inputs(ctx)
-    source = teacher_source(recipe, ctx.stage_dir("pretrain"))
+    source = teacher_source(recipe, ctx.files.pretrain)
     sampler, valid = training_data(ctx, cfg, train_shard, valid_shard)
     tok_name = tokenizer_name(recipe, tok_dir)
 
@@ -145,7 +144,7 @@ def run(ctx: StageContext) -> StageResult:
         teacher_val = evaluate(teacher, valid)
     if outcome.model.config._attn_implementation == "eager":
         outcome.model.set_attn_implementation("sdpa")  # the exported model names the stock implementation
-    files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
+    files = save_model_dir(outcome.model, tok_dir, DistillFiles(ctx.dir).model) if ctx.is_main else []
     metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
     metrics.update(mode=cfg.mode, divergence=cfg.divergence, top_k=cfg.top_k, init=cfg.init,
                    teacher=source, teacher_params=teacher_params(source))
@@ -153,15 +152,15 @@ def run(ctx: StageContext) -> StageResult:
         metrics["teacher_val_loss"] = round(teacher_val, 5)
     if prune_report is not None and ctx.is_main:
         # Every kept channel and neuron: too long for the stage record, so a file of its own.
-        files.append(atomic_write_json(ctx.dir / PRUNE_REPORT, prune_report))
+        files.append(atomic_write_json(DistillFiles(ctx.dir).prune_report, prune_report))
         metrics["prune"] = {"kept_layers": [layer["teacher"] for layer in prune_report["layers"]],
-                            "dropped_layers": prune_report["dropped_layers"], "report": PRUNE_REPORT}
+                            "dropped_layers": prune_report["dropped_layers"], "report": DistillFiles(ctx.dir).prune_report.name}
     shown_teacher = f"; teacher {teacher_val:.2f}" if teacher_val is not None else ""
     return StageResult(
-        outputs=stage_outputs(ctx.dir, files),
+        outputs=stage_outputs(DistillFiles(ctx.dir), files),
         metrics=metrics,
         summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f}{shown_teacher})",
-        artifact=ctx.dir / "model",
+        artifact=DistillFiles(ctx.dir).model,
     )
 
 
@@ -176,3 +175,6 @@ def teacher_params(source: str) -> int:
     with torch.device("meta"):
         shell = AutoModelForCausalLM.from_config(teacher_config(source))
     return num_params(shell)
+
+
+STAGE = Stage(run=run, external_inputs=external_inputs, preflight=preflight)

@@ -34,15 +34,12 @@ import torch
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, atomic_write_text, read_log
+from smoledge.layout import EVENTS, HEALTH, METRICS, PLOT
 
 if TYPE_CHECKING:
     from transformers import SmolLM3Config
 
-METRICS = "metrics.jsonl"
-HEALTH = "health.jsonl"
-EVENTS = "events.jsonl"
 TENSORBOARD = "tensorboard"
-PLOT = "loss.png"
 PEAK_FLOPS_ENV = "SMOLEDGE_PEAK_FLOPS"
 
 # metrics.jsonl key -> TensorBoard tag. Keys not listed: "val_x" -> val/x, anything else -> train/x

@@ -22,7 +22,9 @@ import numpy as np
 
 from smoledge.config import ConfigError
 from smoledge.errors import SmoledgeError
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import PretrainFiles, TrainFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult
 
 if TYPE_CHECKING:
     from smoledge.tokenizer.shards import Shard
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from smoledge.train.loop import TrainOutcome
 
 
-def not_needed(recipe: Any) -> str | None:
+def not_needed(recipe: Recipe) -> str | None:
     """Pretraining makes the teacher; a recipe that distills from an existing one skips it."""
     if recipe.distill.teacher:
         return f"the teacher is {recipe.distill.teacher} (distill.teacher)"
@@ -45,8 +47,7 @@ def tokenized_inputs(ctx: StageContext) -> tuple[Path, Any, "Shard", "Shard"]:
 
     from smoledge.tokenizer.shards import Shard
 
-    root = ctx.stage_dir("train-tokenizer")
-    tok_dir, shards = root / "tokenizer", root / "shards"
+    tok_dir, shards = ctx.files.tokenizer.tokenizer, ctx.files.tokenizer.shards
     for need in (tok_dir / "tokenizer.json", shards / "train.meta.json", shards / "valid.meta.json"):
         if not need.exists():
             raise SmoledgeError(f"{need} is missing; run `smoledge train-tokenizer` for this recipe first")
@@ -103,11 +104,9 @@ def base_metrics(outcome: "TrainOutcome", params: int, wall_s: float) -> dict[st
     }
 
 
-def stage_outputs(stage_dir: Path, model_files: list[Path]) -> list[Path]:
+def stage_outputs(files: TrainFiles, model_files: list[Path]) -> list[Path]:
     """The model directory plus the run's logs (the PNG exists once a step was logged)."""
-    from smoledge.train.metrics import EVENTS, HEALTH, METRICS, PLOT
-
-    logs = [stage_dir / name for name in (METRICS, HEALTH, EVENTS, PLOT) if (stage_dir / name).exists()]
+    logs = [p for p in (files.metrics, files.health, files.events, files.plot) if p.exists()]
     return [*model_files, *logs]
 
 
@@ -126,11 +125,14 @@ def run(ctx: StageContext) -> StageResult:
     identity = {"stage": "pretrain", "model": recipe.teacher.to_dict(), "train": cfg.to_dict(),
                 "data": recipe.data.to_dict(), "vocab_size": vocab}
     outcome = train(model, cfg, sampler, valid, ctx.dir, ctx.progress, identity)
-    files = save_model_dir(outcome.model, tok_dir, ctx.dir / "model") if ctx.is_main else []
+    files = save_model_dir(outcome.model, tok_dir, PretrainFiles(ctx.dir).model) if ctx.is_main else []
     metrics = base_metrics(outcome, num_params(outcome.model), time.time() - t0)
     return StageResult(
-        outputs=stage_outputs(ctx.dir, files),
+        outputs=stage_outputs(PretrainFiles(ctx.dir), files),
         metrics=metrics,
         summary=f"val loss {metrics['val_loss']:.2f} (ppl {metrics['val_ppl']:.1f})",
-        artifact=ctx.dir / "model",
+        artifact=PretrainFiles(ctx.dir).model,
     )
+
+
+STAGE = Stage(run=run, not_needed=not_needed)

@@ -1,7 +1,7 @@
 """The distillation teacher: where it comes from, what identifies it, and whether it speaks our tokenizer.
 
     from smoledge.train.teacher import teacher_source, load_teacher
-    source = teacher_source(recipe, pretrain_dir)        # "runs/x/pretrain/model" or "HuggingFaceTB/SmolLM3-3B"
+    source = teacher_source(recipe, ctx.files.pretrain)        # "runs/x/pretrain/model" or "HuggingFaceTB/SmolLM3-3B"
     teacher = load_teacher(source, tokenizer, "runs/x/tokenizer/tokenizer")
 
 A teacher is any Hugging Face causal-LM directory or hub id (distill.teacher), or
@@ -19,36 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from smoledge.errors import SmoledgeError
+from smoledge.layout import PretrainFiles
+from smoledge.model.source import model_identity
+from smoledge.recipe import Recipe
 from smoledge.tokenizer.llama_cpp import PROBE_TEXTS
 
 
-def teacher_source(recipe: Any, pretrain_dir: Path) -> str:
+def teacher_source(recipe: Recipe, pretrain: PretrainFiles) -> str:
     """distill.teacher when set, else the model this recipe's pretrain stage writes."""
-    return recipe.distill.teacher or str(pretrain_dir / "model")
-
-
-def is_local(source: str) -> bool:
-    return Path(source).exists()
+    return recipe.distill.teacher or str(pretrain.model)
 
 
 def teacher_identity(source: str) -> dict[str, Any]:
-    """What a cache or checkpoint made with this teacher depends on: a local teacher's weights and
-    config by sha256, a hub teacher by id (the hub pins nothing more without network access)."""
-    if not is_local(source):
-        return {"hub": source}
-    root = Path(source)
-    digest = hashlib.sha256()
-    files = sorted(p for p in root.iterdir() if p.suffix == ".safetensors" or p.name in ("config.json", "model.safetensors.index.json"))
-    if not any(p.suffix == ".safetensors" for p in files):
-        raise SmoledgeError(f"teacher {root} holds no *.safetensors weights; save it with "
-                            f"model.save_pretrained(dir) (safetensors) or point distill.teacher elsewhere")
-    for p in files:
-        digest.update(p.name.encode())
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    # Content only: a run directory copied elsewhere keeps its caches and checkpoints valid.
-    return {"sha256": digest.hexdigest()}
+    """What a cache or checkpoint made with this teacher depends on (smoledge.model.source.model_identity)."""
+    return model_identity(source, "distill.teacher")
 
 
 def _missing(source: str) -> SmoledgeError:

@@ -37,17 +37,16 @@ import numpy as np
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, atomic_write_json, sha256_file
-from smoledge.runs import StageContext, StageResult
+from smoledge.layout import CACHE_DATA, CACHE_INDEX, CACHE_META, TokenizerFiles
+from smoledge.recipe import Recipe
+from smoledge.stage import Stage, StageContext, StageResult, read_record
 
-CACHE_JSON = "cache.json"
-DATA = "topk.bin"
-INDEX = "index.npy"
 FORMAT = 1
 # Teacher logits of at most this many floats are materialised at once (rows are run in groups).
 MAX_LOGITS = 1 << 26
 
 
-def not_needed(recipe: Any) -> str | None:
+def not_needed(recipe: Recipe) -> str | None:
     cfg = recipe.distill
     if cfg.mode == "online":
         return "distill.mode is online"
@@ -56,7 +55,7 @@ def not_needed(recipe: Any) -> str | None:
     return None
 
 
-def external_inputs(recipe: Any) -> dict[str, Any]:
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
     """The distill settings a cache depends on (not alpha, lr, divergence...: those leave it valid)."""
     from smoledge.train.teacher import teacher_identity
 
@@ -74,17 +73,18 @@ def batches_needed(cfg: Any) -> int:
     return cfg.max_steps + cfg.max_rollbacks
 
 
-def data_identity(tokenizer_stage: Path, train_shard_dir: Path) -> str:
+def data_identity(tokenizer_stage: TokenizerFiles) -> str:
     """sha256 of the train shard: from the train-tokenizer record when there is one (hashed once, when
     written), else of the files themselves."""
-    record = tokenizer_stage / "stage.json"
-    if record.exists():
-        outputs = json.loads(record.read_text()).get("outputs", {})
-        mine = {k: v["sha256"] for k, v in sorted(outputs.items()) if k.startswith("shards/train.")}
+    shards = tokenizer_stage.shards.relative_to(tokenizer_stage.dir).as_posix()
+    record = read_record(tokenizer_stage.dir)
+    if record is not None:
+        outputs = record.get("outputs", {})
+        mine = {k: v["sha256"] for k, v in sorted(outputs.items()) if k.startswith(f"{shards}/train.")}
         if mine:
             return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()
-    files = sorted(train_shard_dir.glob("train.*"))
-    mine = {f"shards/{p.name}": sha256_file(p) for p in files}
+    files = sorted(tokenizer_stage.shards.glob("train.*"))
+    mine = {f"{shards}/{p.name}": sha256_file(p) for p in files}
     return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()
 
 
@@ -92,12 +92,11 @@ def expected_identity(ctx: StageContext, cfg: Any, source: str, tok_dir: Path, w
     """What a cache usable by this recipe's distill stage must have been made from."""
     from smoledge.train.teacher import teacher_identity, tokenizer_identity
 
-    tok_stage = ctx.stage_dir("train-tokenizer")
     return {
         "format": FORMAT,
         "teacher": teacher_identity(source),
         "tokenizer": tokenizer_identity(tok_dir),
-        "data": data_identity(tok_stage, tok_stage / "shards"),
+        "data": data_identity(ctx.files.tokenizer),
         "batches": {"seed": cfg.seed, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
                     "mixture": hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float64).tobytes()).hexdigest()},
         "top_k": cfg.top_k,
@@ -117,7 +116,7 @@ def _differences(made: Any, want: Any, where: str = "") -> list[str]:
 class CacheWriter:
     """Encodes batches into the open topk.bin temp file; `finish` writes the index and cache.json.
 
-        with atomic_path(dir / DATA) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(dir / CACHE_DATA) as tmp, open(tmp, "wb") as fh:
             writer = CacheWriter(fh, vocab_size)
             for k in ...: writer.add(ids, logp)
         writer.finish(dir, meta, shape)      # after the rename: cache.json is written last
@@ -149,7 +148,7 @@ class CacheWriter:
     def finish(self, directory: Path, meta: dict[str, Any], shape: tuple[int, int, int]) -> list[Path]:
         """Index, then cache.json (its presence marks a complete cache). Returns the three files."""
         directory = Path(directory)
-        index = directory / INDEX
+        index = directory / CACHE_INDEX
         with atomic_path(index) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.asarray(self.offsets, dtype=np.int64), allow_pickle=False)
         meta = {**meta, "num_batches": len(self.offsets) - 1, "shape": list(shape), "vocab_size": self.vocab_size,
@@ -158,9 +157,9 @@ class CacheWriter:
                 "bytes": self.offsets[-1], "tokens": self.tokens,
                 "bytes_per_token": round(self.offsets[-1] / max(self.tokens, 1), 2),
                 "raw_bytes_per_token": round(self.raw_bytes / max(self.tokens, 1), 2),
-                "files": {DATA: sha256_file(directory / DATA), INDEX: sha256_file(index)}}
-        atomic_write_json(directory / CACHE_JSON, meta)
-        return [directory / DATA, index, directory / CACHE_JSON]
+                "files": {CACHE_DATA: sha256_file(directory / CACHE_DATA), CACHE_INDEX: sha256_file(index)}}
+        atomic_write_json(directory / CACHE_META, meta)
+        return [directory / CACHE_DATA, index, directory / CACHE_META]
 
 
 class TeacherCache:
@@ -169,8 +168,8 @@ class TeacherCache:
     def __init__(self, directory: Path, meta: dict[str, Any]):
         self.dir = Path(directory)
         self.meta = meta
-        self.offsets = np.load(self.dir / INDEX, allow_pickle=False)
-        self.data = np.memmap(self.dir / DATA, dtype=np.uint8, mode="r")
+        self.offsets = np.load(self.dir / CACHE_INDEX, allow_pickle=False)
+        self.data = np.memmap(self.dir / CACHE_DATA, dtype=np.uint8, mode="r")
         self.shape = tuple(meta["shape"])
         self.ids_dtype = np.dtype(meta["encoding"]["ids"].split()[0])
 
@@ -188,9 +187,9 @@ class TeacherCache:
         holds at least `need_batches` batches. (Reading every chunk to check its sha256 would cost a pass over
         the whole cache; a damaged chunk is caught where it is read, in `targets`.)"""
         directory = Path(directory)
-        meta_path = directory / CACHE_JSON
+        meta_path = directory / CACHE_META
         if not meta_path.exists():
-            raise SmoledgeError(f"no teacher cache at {directory} ({CACHE_JSON} missing); build one with "
+            raise SmoledgeError(f"no teacher cache at {directory} ({CACHE_META} missing); build one with "
                                 f"`smoledge teacher-cache RECIPE` or fix distill.cache_dir")
         meta = json.loads(meta_path.read_text())
         diffs = _differences({k: meta.get(k) for k in expected}, expected)
@@ -219,7 +218,7 @@ class TeacherCache:
             why = f"{len(raw)} bytes"
         if len(raw) != n_ids + b * t * (top + 1) * 2:
             raise SmoledgeError(
-                f"batch {k} of the teacher cache at {self.dir} is damaged ({why}; its sha256 is in {CACHE_JSON}); "
+                f"batch {k} of the teacher cache at {self.dir} is damaged ({why}; its sha256 is in {CACHE_META}); "
                 f"rebuild the cache (smoledge teacher-cache RECIPE --force teacher-cache)")
         delta = np.frombuffer(raw[:n_ids], dtype=self.ids_dtype).reshape(b, t, top)       # (B, T, k)
         ids = np.cumsum(delta, axis=-1, dtype=np.int64)                                     # (B, T, k)
@@ -241,7 +240,7 @@ class CachedBatches:
         return replace(self.sampler.batch(k), teacher_ids=torch.from_numpy(ids), teacher_logp=torch.from_numpy(logp))
 
 
-def tokenizer_name(recipe: Any, tok_dir: Path) -> str:
+def tokenizer_name(recipe: Recipe, tok_dir: Path) -> str:
     """How error messages name the shards' tokenizer."""
     pretrained = getattr(recipe.tokenizer, "pretrained", None)
     return f"{pretrained} (tokenizer.pretrained)" if pretrained else f"smoledge BPE trained by this recipe, {tok_dir}"
@@ -264,7 +263,7 @@ def build_cache(ctx: StageContext) -> tuple[list[Path], dict[str, Any]]:
 
     recipe, cfg = ctx.recipe, ctx.recipe.distill
     tok_dir, tokenizer, train_shard, valid_shard = tokenized_inputs(ctx)
-    source = teacher_source(recipe, ctx.stage_dir("pretrain"))
+    source = teacher_source(recipe, ctx.files.pretrain)
     teacher = load_teacher(source, tokenizer, tokenizer_name(recipe, tok_dir), teacher_dtype(cfg))
     vocab = teacher.config.vocab_size
     rt = Runtime.from_config(cfg, 0)
@@ -273,8 +272,8 @@ def build_cache(ctx: StageContext) -> tuple[list[Path], dict[str, Any]]:
     identity = expected_identity(ctx, cfg, source, tok_dir, mixture_weights(train_shard, recipe.data))
     total = batches_needed(cfg)
     group = _row_groups(cfg.batch_size, cfg.seq_len, vocab)
-    (ctx.dir / CACHE_JSON).unlink(missing_ok=True)  # a half-rebuilt cache must never look complete
-    with atomic_path(ctx.dir / DATA) as tmp, open(tmp, "wb") as fh:
+    (ctx.dir / CACHE_META).unlink(missing_ok=True)  # a half-rebuilt cache must never look complete
+    with atomic_path(ctx.dir / CACHE_DATA) as tmp, open(tmp, "wb") as fh:
         writer = CacheWriter(fh, vocab)
         for k in range(total):
             batch = sampler.batch(k)
@@ -291,7 +290,7 @@ def build_cache(ctx: StageContext) -> tuple[list[Path], dict[str, Any]]:
     teacher_val = evaluate(teacher, valid)
     files = writer.finish(ctx.dir, {**identity, "teacher_val_loss": teacher_val},
                           (cfg.batch_size, cfg.seq_len, cfg.top_k))
-    meta = json.loads((ctx.dir / CACHE_JSON).read_text())
+    meta = json.loads((ctx.dir / CACHE_META).read_text())
     return files, meta
 
 
@@ -308,3 +307,6 @@ def run(ctx: StageContext) -> StageResult:
         summary=f"{meta['num_batches']} batches, top-{meta['top_k']}, {meta['bytes_per_token']:.0f} B/token",
         artifact=ctx.dir,
     )
+
+
+STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs)
