@@ -67,7 +67,8 @@ def test_the_student_exports_with_the_teachers_tokenizer(built, smollm2_hf: Path
 def test_the_bundle_chats_with_the_teachers_template_and_eos(built, smollm2_hf: Path) -> None:
     from transformers import AutoTokenizer
 
-    from smoledge.serve.backend import LlamaBackend, Sampling
+    from smoledge.serve.generation import Sampling
+    from smoledge.serve.llama_backend import LlamaBackend
     from smoledge.serve.bundle import load_bundle
 
     _, run = built

@@ -40,7 +40,7 @@ def reference(bundle: Path):
     log p(ids[i] | ids[:i]) for i >= 1."""
     from llama_cpp import Llama
 
-    from smoledge.serve.backend import log_softmax
+    from smoledge.serve.generation import log_softmax
 
     llm = Llama(model_path=str(load_bundle(bundle).model_path), n_ctx=N_CTX, n_threads=1, logits_all=True,
                 verbose=False)

@@ -25,7 +25,7 @@ from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json
 from smoledge.package.archive import write_archive
 from smoledge.recipe import Recipe
-from smoledge.serve.backend import Sampling
+from smoledge.serve.generation import Sampling
 from smoledge.serve.bundle import load_bundle, member_problem
 from smoledge.serve.ort_backend import OrtBackend
 

@@ -198,7 +198,8 @@ def test_evaluate_scores_every_language_for_every_artifact(built) -> None:
 def test_bundle_serves_chat_and_stops_on_the_teacher_eos(built, standin: dict[str, Path]) -> None:
     from transformers import AutoTokenizer
 
-    from smoledge.serve.backend import LlamaBackend, Sampling
+    from smoledge.serve.generation import Sampling
+    from smoledge.serve.llama_backend import LlamaBackend
     from smoledge.serve.bundle import load_bundle
 
     _, run = built

@@ -421,6 +421,48 @@ def test_bad_requests_are_4xx_with_a_message(server: str, path: str, body: dict,
     assert needle in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/completions", {"prompt": PROMPT, "bogus_field": 3}, "bogus_field"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "bogus_field": 3}, "bogus_field"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi", "nmae": "x"}]}, "messages.0.nmae"),
+    ("/v1/completions", {"prompt": PROMPT, "response_format": {"type": "json_object", "shema": {}}},
+     "response_format.shema"),
+    ("/tokenize", {"content": "x", "add_bos": True}, "add_bos"),
+])
+def test_unknown_fields_are_400_naming_them(server: str, path: str, body: dict, param: str) -> None:
+    """As OpenAI answers an argument it does not know: a 400 naming it, never a silent 200."""
+    r = httpx.post(f"{server}{path}", json={**body, "max_tokens": 4} if path.startswith("/v1") else body, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["message"].startswith(f"Unrecognized request argument supplied: {param};"), error
+    assert (error["param"], error["type"]) == (param, "invalid_request_error")
+
+
+@pytest.mark.parametrize("body, param, needle", [
+    ({"logit_bias": {"5": -100}}, "logit_bias", "logit_bias is not applied by this server"),
+    ({"repeat_penalty": 1.3}, "repeat_penalty", "repeat_penalty is not applied by this server's LlamaBackend"),
+    ({"top_k": 40}, "top_k", "top_k is not applied"),
+    ({"logprobs": True}, "logprobs", "chat completions come without log-probabilities here"),
+    ({"repeat_penalty": 0}, "repeat_penalty", "greater than 0"),
+    ({"presence_penalty": 3}, "presence_penalty", "less than or equal to 2"),
+])
+def test_known_fields_this_backend_does_not_apply_are_400(server: str, body: dict, param: str, needle: str) -> None:
+    r = httpx.post(f"{server}/v1/chat/completions", timeout=30,
+                   json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and needle in r.json()["error"]["message"]
+
+
+def test_what_the_openai_client_sends_is_taken(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi", "name": "ana"}],
+                                       max_tokens=4, temperature=0.0, seed=1, n=1, stop=["\n\n"], user="u-1",
+                                       logit_bias={}, top_p=1.0, presence_penalty=0.0, frequency_penalty=0.0)
+    assert r.choices[0].message.content is not None
+    chunks = list(client.completions.create(model=NAME, prompt=PROMPT, max_tokens=4, temperature=0.0, user="u-1",
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and 1 <= chunks[-1].usage.completion_tokens <= 4
+
+
 def test_invalid_json_is_400(server: str) -> None:
     r = httpx.post(f"{server}/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]

@@ -238,12 +238,13 @@ def test_not_ready_is_503_with_retry_after(slow_bundle: Path) -> None:
     import uvicorn
     from test_serve_api import free_port
 
-    from smoledge.serve.bundle import load_bundle
     from smoledge.serve.config import ServeConfig
-    from smoledge.serve.server import create_app, llama_backends
+    from smoledge.serve.server import create_app
+    from smoledge.serve.state import llama_backends
+    from smoledge.serve.targets import resolve
 
     gate = threading.Event()
-    make = llama_backends(load_bundle(slow_bundle), n_ctx=512, threads=1)
+    make = llama_backends(resolve(slow_bundle), n_ctx=512, threads=1)
 
     def factory(slots: int) -> list:
         assert gate.wait(30)

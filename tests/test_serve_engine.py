@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from smoledge.serve.backend import LlamaBackend, Sampling  # noqa: E402
+from smoledge.serve.generation import Sampling  # noqa: E402
+from smoledge.serve.llama_backend import LlamaBackend  # noqa: E402
 from smoledge.serve.llama_engine import N_BATCH, Done, EngineJob, Token  # noqa: E402
 
 PROMPTS = ["The quick brown fox", "Le renard brun saute", "Der schnelle braune Fuchs springt über", "Once"]

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import pytest
 from test_serve_api import REPO
 from test_serve_torchfree import board_env  # noqa: F401 - fixture
 
-from smoledge.serve.backend import LlamaBackend, RequestError, Sampling
-from smoledge.serve.ort_backend import PREFILL_CHUNK, OrtBackend, sample_token
+from smoledge.serve.generation import RequestError, Sampling
+from smoledge.serve.llama_backend import LlamaBackend
+from smoledge.serve.ort_backend import PREFILL_CHUNK, OrtBackend, penalize, sample_token
 
 SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "stop_tokens": ["<|im_end|>"]}
 PROMPTS = ["The quick brown fox", "Le renard brun ç'est déjà", "<|im_start|>user\nCiao<|im_end|>\n"]
@@ -91,9 +93,13 @@ def expected_text(backend: OrtBackend, ids: list[int]) -> tuple[str, int, str]:
     """(text, tokens, finish_reason) the server must return for a greedy chain from PyTorch: cut at the
     first end token, special tokens not spelled."""
     for i, t in enumerate(ids):
-        if t in backend.stop_ids:
-            return backend._decode(ids[:i], backend._text_bytes), i, "stop"
-    return backend._decode(ids, backend._text_bytes), len(ids), "length"
+        if t in backend.stop_ids:  # counted: completion_tokens includes the end token (generation.py)
+            return _text(backend, ids[:i]), i + 1, "stop"
+    return _text(backend, ids), len(ids), "length"
+
+
+def _text(backend: OrtBackend, ids: list[int]) -> str:
+    return b"".join(backend._text_bytes(t) for t in ids).decode("utf-8", errors="replace")
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
@@ -160,7 +166,8 @@ def test_stop_tokens_stop_on_their_id(ort, onnx_dir: Path, template: str) -> Non
     stopper = OrtBackend(onnx_dir, n_ctx=512, threads=1, chat_template=template,
                          **{**SPECIAL, "stop_tokens": ["<|im_end|>", pieces[k]]})
     got = stopper.complete(stopper.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0)))
-    assert (got.completion_tokens, got.finish_reason) == (first, "stop")
+    # The stop token is generated (and counted) but shows no text.
+    assert (got.completion_tokens, got.finish_reason) == (first + 1, "stop")
     assert got.text == full.text[: offsets[first] - len(PROMPTS[0])]
     assert {ort.tokenizer.token_to_id("<|endoftext|>"), ort.tokenizer.token_to_id("<|im_end|>")} <= ort.stop_ids
 
@@ -309,7 +316,7 @@ def test_no_chat_template_and_bad_n_ctx(onnx_dir: Path) -> None:
 
 BOARD_SCRIPT = """
 import json, sys
-from smoledge.serve.backend import Sampling
+from smoledge.serve.generation import Sampling
 from smoledge.serve.ort_backend import OrtBackend
 b = OrtBackend(sys.argv[1], n_ctx=512, threads=1, chat_template=sys.argv[2], bos_token="<|endoftext|>",
                eos_token="<|endoftext|>", stop_tokens=["<|im_end|>"])
@@ -334,3 +341,134 @@ def test_ort_backend_runs_without_torch(board_env, ort, onnx_dir: Path, template
     assert not {"torch", "transformers", "optimum", "onnx", "llama_cpp"} & set(got["mods"])
     assert log.read_text().splitlines() == ["installed"]  # the hook ran and nothing tried a blocked import
     log.unlink()
+
+
+def test_repetition_penalties_follow_llama_cpp_arithmetic() -> None:
+    logits = np.array([2.0, -1.0, 0.5, 3.0], dtype=np.float32)
+    recent = [0, 1, 0]
+    s = Sampling(repeat_penalty=2.0, presence_penalty=0.5, frequency_penalty=0.25)
+    # Token 0 (twice, positive): 2/2 - 2*0.25 - 0.5; token 1 (once, negative): -1*2 - 0.25 - 0.5; others untouched.
+    assert penalize(logits, recent, s).tolist() == [0.0, -2.75, 0.5, 3.0]
+    assert penalize(logits, recent, Sampling()) is logits
+    # min_p keeps the tokens at least min_p times as likely as the best: here only token 0.
+    rng = np.random.default_rng(0)
+    probs = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    assert {sample_token(probs, 1.0, 1.0, 0, rng, min_p=0.7) for _ in range(50)} == {0}
+    assert {sample_token(probs, 1.0, 1.0, 0, rng, min_p=0.2) for _ in range(200)} == {0, 1, 2}
+
+
+def test_repeat_penalty_changes_greedy_output_and_cuts_repeats(ort) -> None:
+    def greedy(**kw) -> tuple[str, list[int]]:
+        job = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0, **kw), logprobs=0)
+        done = ort.complete(job)
+        ids = [ort.tokenizer.token_to_id(t) for t in done.logprobs.tokens]  # type: ignore[union-attr]
+        return done.text, ids
+
+    plain, plain_ids = greedy()
+    penalized, penalized_ids = greedy(repeat_penalty=1.8, frequency_penalty=0.5)
+    assert penalized != plain
+    repeats = [len(ids) - len(set(ids)) for ids in (plain_ids, penalized_ids)]
+    assert repeats[1] < repeats[0], repeats
+    assert greedy(repeat_penalty=1.8, frequency_penalty=0.5)[0] == penalized  # still deterministic
+
+
+def test_llama_cpp_refuses_sampling_fields_it_does_not_apply(llama) -> None:
+    for name, value in (("repeat_penalty", 1.2), ("top_k", 40), ("min_p", 0.05), ("presence_penalty", 0.5),
+                        ("frequency_penalty", 0.5)):
+        with pytest.raises(RequestError, match=f"{name} is not applied by this server's LlamaBackend") as e:
+            llama.prepare("hi", Sampling(**{name: value}))
+        assert e.value.param == name
+    assert llama.prepare("hi", Sampling(repeat_penalty=1.0, top_k=0)).tokens  # the defaults are no request
+
+
+@pytest.mark.parametrize("which", ["ort", "llama"])
+def test_a_generation_that_ends_at_once_counts_the_end_token(request, onnx_dir: Path, template: str,
+                                                             which: str) -> None:
+    """The first greedy token made a stop token: nothing to show, one token generated (llama-server's count)."""
+    base = request.getfixturevalue(which)
+    job = base.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0), logprobs=0)
+    first = base.complete(job).logprobs.tokens[0]  # type: ignore[union-attr]
+    stops = {**SPECIAL, "stop_tokens": ["<|im_end|>", first]}
+    if which == "ort":
+        backend = OrtBackend(onnx_dir, n_ctx=512, threads=1, chat_template=template, **stops)
+    else:
+        backend = LlamaBackend(base.llm.model_path, n_ctx=512, threads=1, chat_template=template, **stops)
+    try:
+        job = backend.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0))
+        done = backend.complete(job)
+        assert (done.text, done.finish_reason, done.completion_tokens) == ("", "stop", 1)
+        assert [(c.text, c.finish_reason, c.completion_tokens) for c in backend.stream(job)] == [("", "stop", 1)]
+    finally:
+        backend.close()
+
+
+def test_an_onnx_export_directory_is_served(onnx_dir: Path) -> None:
+    import openai
+    from fastapi.testclient import TestClient
+
+    from smoledge.serve.config import ServeConfig
+    from smoledge.serve.server import create_app
+    from smoledge.serve.targets import resolve
+
+    served = resolve(onnx_dir)
+    assert (served.kind, served.target.backend, served.settings.model_id) == ("onnx", "onnxruntime", onnx_dir.name)
+    assert served.settings.chat_template and served.settings.n_ctx_train == 512
+    app = create_app(ServeConfig(target=str(onnx_dir), threads=1))
+    with TestClient(app) as http:
+        while http.get("/ready").status_code != 200:
+            assert app.state.smoledge.error is None, app.state.smoledge.error
+            time.sleep(0.05)
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http, max_retries=0)
+        assert [m.id for m in client.models.list().data] == [onnx_dir.name]
+        chat = client.chat.completions.create(model=onnx_dir.name, messages=[{"role": "user", "content": "Ciao"}],
+                                              max_tokens=8, temperature=0, extra_body={"repeat_penalty": 1.3})
+        assert chat.choices[0].finish_reason in ("stop", "length") and chat.usage.completion_tokens >= 1
+        r = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 4, "grammar": 'root ::= "a"'})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "grammar"
+
+
+def test_an_hf_export_with_only_onnx_is_served_through_it(tmp_path: Path, sharp_model_dir: Path,
+                                                          onnx_dir: Path) -> None:
+    from test_serve_targets import hf_copy
+
+    from smoledge.serve.targets import resolve
+
+    hf = hf_copy(sharp_model_dir, tmp_path / "export" / "hf")
+    (tmp_path / "export" / "onnx").symlink_to(onnx_dir)
+    served = resolve(hf)
+    assert (served.kind, served.target.backend, served.target.model_path) == ("hf", "onnxruntime",
+                                                                              tmp_path / "export" / "onnx")
+    assert served.tokenizer_dir == tmp_path / "export" / "onnx" and served.note.endswith("../onnx")
+
+
+def test_bos_only_where_the_tokenizer_adds_it_and_never_twice(ort, llama, onnx_dir: Path, tmp_path: Path) -> None:
+    """This tokenizer adds no BOS: neither backend adds one. Given a post-processor that adds it, the text gets
+    one BOS, and a prompt that already starts with it (a template writing {{ bos_token }}) keeps one."""
+    bos = SPECIAL["bos_token"]
+    for backend in (ort, llama):
+        assert backend.tokenize("Ciao")[0] != backend.bos_id
+    tok = json.loads((onnx_dir / "tokenizer.json").read_text())
+    text = [{"Sequence": {"id": "A", "type_id": 0}}]
+    tok["post_processor"] = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, *text],
+                             "pair": [*text, {"Sequence": {"id": "B", "type_id": 1}}],
+                             "special_tokens": {bos: {"id": bos, "ids": [ort.bos_id], "tokens": [bos]}}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
+    adds = OrtBackend(onnx_dir, n_ctx=64, threads=1, tokenizer_dir=tmp_path, **SPECIAL)
+    plain = adds.tokenize("Ciao")
+    assert plain == [adds.bos_id, *ort.tokenize("Ciao")]
+    assert adds.tokenize(bos + "Ciao") == plain and adds.prepare(bos + "Ciao", Sampling(max_tokens=1)).tokens == plain
+    adds.close()
+
+
+def test_every_end_id_generation_config_lists_stops(tmp_path: Path, onnx_dir: Path) -> None:
+    """An instruct model ends its turn on every id of generation_config.json's eos_token_id list (Llama 3's way)."""
+    copy = tmp_path / "onnx"
+    copy.mkdir()
+    for p in onnx_dir.iterdir():
+        (copy / p.name).symlink_to(p)
+    gen = json.loads((onnx_dir / "generation_config.json").read_text())
+    (copy / "generation_config.json").unlink()
+    (copy / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": [gen["eos_token_id"], 77]}))
+    backend = OrtBackend(copy, n_ctx=64, threads=1)
+    assert {gen["eos_token_id"], 77} <= backend.stop_ids
+    backend.close()

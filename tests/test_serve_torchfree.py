@@ -98,6 +98,22 @@ def test_serve_and_bench_without_torch(board_env, tmp_path: Path, tiny_model_dir
     log.unlink()
 
 
+def test_serve_a_bare_gguf_without_torch_or_gguf_py(board_env, tiny_gguf: Path) -> None:
+    """A bare GGUF's template, end tokens and context come from llama.cpp itself: gguf-py (build-only) is not needed."""
+    env, log = board_env
+    proc, url = start_server(tiny_gguf, env)
+    try:
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == [tiny_gguf.stem]
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                       json={"messages": [{"role": "user", "content": "Ciao"}], "max_tokens": 4, "seed": 0})
+        assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] > 5
+    finally:
+        server_log = stop_server(proc)
+    assert "Traceback" not in server_log, server_log
+    assert log.read_text().splitlines() == ["installed"]
+    log.unlink()
+
+
 def test_bench_onnx_without_torch(board_env, tmp_path: Path, tiny_model_dir: Path) -> None:
     from smoledge.export.onnx import export_onnx, quantize_onnx
 

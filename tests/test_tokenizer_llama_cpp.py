@@ -120,7 +120,8 @@ def test_an_unknown_gguf_family_is_refused_naming_the_fix() -> None:
 
 @pytest.mark.slow
 def test_the_server_streams_and_detokenizes_long_pieces_whole(smollm2_gguf: Path) -> None:
-    from smoledge.serve.backend import LlamaBackend, Sampling
+    from smoledge.serve.generation import Sampling
+    from smoledge.serve.llama_backend import LlamaBackend
 
     backend = LlamaBackend(smollm2_gguf, n_ctx=256, threads=1, eos_token="<|im_end|>")
     try:

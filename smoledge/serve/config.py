@@ -1,9 +1,11 @@
 """Server settings. Torch-free: this runs on boards.
 
 Every field left None takes the bundle's server.json value (ServerSettings in
-smoledge/serve/bundle.py), so a bundle carries sensible serving defaults and a
-flag overrides one for one run. API keys and CORS origins never come from the
-bundle: they belong to the deployment, not to the model.
+smoledge/serve/bundle.py; for a bare GGUF, ONNX or HF target, the values
+smoledge/serve/targets.py reads from the model), so a bundle carries sensible
+serving defaults and a flag overrides one for one run. API keys and CORS
+origins never come from the bundle: they belong to the deployment, not to the
+model.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 @dataclass
 class ServeConfig:
-    bundle: str
-    """Bundle directory made by `smoledge package` (holds server.json and manifest.json), or a .tar.gz of it."""
+    target: str = ""
+    """What to serve: a bundle directory made by `smoledge package` (or a .tar.gz of it), a .gguf file, an
+    ONNX export directory, or an HF model directory with a GGUF or ONNX export (smoledge/serve/targets.py)."""
     host: str | None = None
     """Bind address; None takes the bundle's server.json (127.0.0.1 by default)."""
     port: int | None = None
@@ -46,8 +49,17 @@ class ServeConfig:
     """Bearer tokens a client must send (any one of them); with SMOLEDGE_API_KEYS added. Empty: no auth."""
     cors_origins: list[str] = field(default_factory=list)
     """Browser origins allowed to call the API (CORS); empty: no CORS headers at all."""
+    bundle: str | None = None
+    """Another name for `target`, for callers that serve a bundle."""
 
     def __post_init__(self) -> None:
+        if self.bundle is not None:
+            if self.target and self.target != self.bundle:
+                raise ConfigError(f"target ({self.target!r}) and bundle ({self.bundle!r}) name two things to serve; "
+                                  "give one")
+            self.target = self.bundle
+        if not self.target:
+            raise ConfigError("TARGET: name what to serve (a bundle, a .gguf, an ONNX or an HF directory)")
         if self.port is not None and not 0 < self.port < 65536:
             raise ConfigError(f"--port: must be in 1..65535, got {self.port}")
         if self.threads is not None and self.threads <= 0:

@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from smoledge.serve.backend import log_softmax, top_alternatives
+from smoledge.serve.generation import log_softmax, top_alternatives
 
 # Prompt positions read per step when every position's logits are wanted (echo + logprobs).
 ECHO_CHUNK = 64

@@ -1,25 +1,25 @@
 """ONNX Runtime text generation for the server, behind the same interface as `LlamaBackend`. Torch-free.
 
-    from smoledge.serve.backend import Sampling
+    from smoledge.serve.generation import Sampling
     from smoledge.serve.ort_backend import OrtBackend
     backend = OrtBackend("bundle/onnx-int8-avx2", n_ctx=512, threads=2, chat_template=None,
                          tokenizer_dir="bundle/tokenizer")
     job = backend.prepare("The quick brown fox", Sampling(max_tokens=16, temperature=0.0))
     print(backend.complete(job).text)
 
-The model is smoledge's ONNX export (a decoder with its KV cache, run by `OrtDecoder`); the
-tokenizer is the bundle's tokenizer.json read by the `tokenizers` library; the chat template is
-rendered by `ChatTemplate`. None of them needs torch or transformers.
+The model is smoledge's (or optimum's) ONNX export: a decoder with its KV cache, run by `OrtDecoder`;
+the tokenizer is tokenizer.json read by the `tokenizers` library; the chat template is rendered by
+`ChatTemplate`. None of them needs torch or transformers.
 
-The rules match `LlamaBackend` so that the server cannot tell the two apart:
+Prompts, stop rules, token counts and log-probabilities are text_backend.py's, shared with the
+llama.cpp backend so that the server cannot tell the two apart. What is this runtime's own:
   - a text prompt is tokenized as HF tokenizes it with special tokens (the BOS the tokenizer's
-    post-processor adds, which is also what the GGUF's add_bos key says), special tokens in the
-    text parsed;
-  - end tokens (EOS, <|im_end|>) stop on the token id, stop strings on the text, and a stream never
-    shows a partial stop string or half a UTF-8 character;
-  - temperature 0 is argmax; otherwise temperature, then top-k, then top-p (nucleus), then one
-    draw from a numpy PCG64 generator seeded with the request's seed, so a seed reproduces a
-    sampled completion exactly;
+    post-processor adds, which is also what the GGUF's add_bos key says), special tokens parsed;
+  - the end-of-turn tokens are the tokenizer's EOS, the bundle's stop tokens and every
+    eos_token_id the export's generation_config.json and config.json list;
+  - sampling in numpy: llama.cpp's repetition penalties over the last PENALTY_LAST_N tokens, then
+    argmax at temperature 0; otherwise temperature, top-k, top-p (nucleus), min-p, then one draw from
+    a numpy PCG64 generator seeded with the request's seed, so a seed reproduces a completion exactly;
   - log-probabilities are natural-log softmax of the raw logits. They cost nothing extra here:
     the graph returns logits at every prompt position anyway, so echo + logprobs scores the prompt
     in the same pass that fills the KV cache.
@@ -39,34 +39,33 @@ The server's SlotPool takes one backend object per slot: give it this one `slots
 
 from __future__ import annotations
 
-import codecs
+import collections
 import contextlib
 import copy
 import json
 import queue
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from smoledge.errors import SmoledgeError
-from smoledge.serve.backend import (
-    Chunk,
-    Completion,
+from smoledge.serve.chat_template import ChatTemplate
+from smoledge.serve.generation import (
+    OPTIONAL_SAMPLING,
+    PENALTY_LAST_N,
     Job,
-    LogProbs,
+    PromptScores,
     RequestError,
+    Sampled,
     Sampling,
-    StopText,
-    checked_token_ids,
-    generation_budget,
+    Token,
     log_softmax,
-    logprob_completion,
-    text_completion,
     top_alternatives,
 )
-from smoledge.serve.chat_template import ChatTemplate, ChatTemplateError
+from smoledge.serve.hf_meta import end_ids
 from smoledge.serve.ort_decoder import OrtDecoder
+from smoledge.serve.text_backend import TextBackend
 
 # Prompt positions per onnxruntime call: the graph returns logits for every position it is fed, so this
 # bounds that array at PREFILL_CHUNK x vocab floats (12.6 MB at a 49k vocabulary), as ECHO_CHUNK does
@@ -112,9 +111,26 @@ def token_bytes(tokenizer_json: dict[str, Any], n_vocab: int) -> tuple[list[byte
     return text, piece
 
 
+def penalize(logits: np.ndarray, recent: Iterable[int], s: Sampling) -> np.ndarray:
+    """(V,) logits with llama.cpp's repetition penalties for the tokens in `recent` (llama-server's
+    penalties sampler, the same arithmetic): a repeated token's logit is divided by repeat_penalty
+    (multiplied when negative), then lowered by presence_penalty once and frequency_penalty per occurrence."""
+    if s.repeat_penalty == 1.0 and s.presence_penalty == 0.0 and s.frequency_penalty == 0.0:
+        return logits
+    ids, counts = np.unique(np.fromiter(recent, dtype=np.int64), return_counts=True)  # (U,), (U,)
+    if not len(ids):
+        return logits
+    out = logits.astype(np.float32, copy=True)  # (V,)
+    x = out[ids]  # (U,)
+    x = np.where(x <= 0, x * s.repeat_penalty, x / s.repeat_penalty)
+    out[ids] = x - counts * s.frequency_penalty - s.presence_penalty
+    return out
+
+
 def sample_token(logits: np.ndarray, temperature: float, top_p: float, top_k: int,
-                 rng: np.random.Generator) -> int:
-    """One token from (V,) logits: argmax at temperature 0, else temperature -> top-k -> top-p -> one draw."""
+                 rng: np.random.Generator, min_p: float = 0.0) -> int:
+    """One token from (V,) logits: argmax at temperature 0, else temperature -> top-k -> top-p -> min-p
+    -> one draw (transformers' order of its logits warpers)."""
     if temperature <= 0.0:
         return int(np.argmax(logits))
     x = logits.astype(np.float64) / temperature  # (V,)
@@ -131,18 +147,17 @@ def sample_token(logits: np.ndarray, temperature: float, top_p: float, top_k: in
         keep = order[: int(np.searchsorted(cum, top_p)) + 1]
         ids, p = ids[keep], p[keep]
         p /= p.sum()
+    if min_p > 0.0:
+        keep = p >= min_p * p.max()
+        ids, p = ids[keep], p[keep]
+        p /= p.sum()
     # Inverse-CDF draw: one uniform number per token, so a seed fixes the whole completion.
     at = int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right"))
     return int(ids[min(at, len(ids) - 1)])
 
 
-def _cancelled(job: Job) -> bool:
-    return job.cancel is not None and job.cancel.is_set()
-
-
-class OrtBackend:
-    supports_grammar = False
-    """Grammar- and JSON-schema-constrained sampling is llama.cpp's; prepare refuses it here."""
+class OrtBackend(TextBackend):
+    sampling_options = frozenset(OPTIONAL_SAMPLING)
 
     def __init__(
         self,
@@ -175,10 +190,10 @@ class OrtBackend:
         self.n_ctx = n_ctx
         self.threads = threads
         self.n_vocab = first.n_vocab
-        self._text_bytes, self._piece_bytes = token_bytes(tok_json, self.n_vocab)
+        self._text_table, self._piece_table = token_bytes(tok_json, self.n_vocab)
         self.bos_id = self.tokenizer.token_to_id(bos_token) if bos_token else None
         # A stop token must be one vocabulary entry, else it is not a token of this model.
-        self.stop_ids = set()
+        self.stop_ids = {i for i in end_ids(Path(model_dir)) if 0 <= i < self.n_vocab}
         for text in [eos_token, *(stop_tokens or [])]:
             ids = self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
             if len(ids) == 1:
@@ -192,86 +207,48 @@ class OrtBackend:
             twin.reset()
             self._slots.put(twin)
 
-    # -- prompts --------------------------------------------------------------
+    # -- the runtime's side of TextBackend ------------------------------------------------
 
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        """Prompt tokens: BOS as the tokenizer's post-processor adds it (add_special=False: none, the text's
-        tokens only), special tokens (<|im_start|>) parsed."""
-        tokens = self.tokenizer.encode(text, add_special_tokens=add_special).ids
-        if not add_special:
-            return tokens
-        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos_id:
-            tokens = tokens[1:]  # a chat template that writes BOS itself
-        if not tokens:
-            if self.bos_id is None:
-                raise RequestError("the prompt is empty; send at least one character")
-            tokens = [self.bos_id]
-        return tokens
+    def _encode(self, text: str, add_special: bool) -> list[int]:
+        # add_special: the BOS the tokenizer's post-processor adds (none when it adds none).
+        return self.tokenizer.encode(text, add_special_tokens=add_special).ids
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """Apply the bundle's chat template (add_generation_prompt=True)."""
-        if self.chat is None:
-            raise RequestError("this model has no chat template; use /v1/completions with a plain prompt")
-        try:
-            return self.chat.render(messages)
-        except ChatTemplateError as exc:
-            raise RequestError(f"the chat template rejected these messages: {exc}") from None
+    def _text_bytes(self, token: int) -> bytes:
+        return self._text_table[token]
 
-    def piece(self, token: int) -> str:
-        """One token's text on its own (special tokens spelled out)."""
-        return self._piece_bytes[token].decode("utf-8", errors="replace")
+    def _piece_bytes(self, token: int) -> bytes:
+        return self._piece_table[token]
 
-    def detokenize(self, tokens: list[int]) -> str:
-        """Token ids -> text, special tokens spelled out (a character split across tokens is joined)."""
-        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
-        if bad:
-            raise RequestError(f"token id {bad[0]} is outside this model's vocabulary (0..{self.n_vocab - 1})",
-                               "tokens")
-        return self._decode(tokens, self._piece_bytes)
+    def _join(self, tokens: list[int]) -> str:
+        return b"".join(self._piece_table[t] for t in tokens).decode("utf-8", errors="replace")
 
-    def _decode(self, tokens: list[int], table: list[bytes]) -> str:
-        return b"".join(table[t] for t in tokens).decode("utf-8", errors="replace")
-
-    def prepare(self, prompt: str | list[int], sampling: Sampling, echo: bool = False,
-                logprobs: int | None = None) -> Job:
-        """Tokenize and check that prompt + max_tokens fit the context window (as LlamaBackend.prepare)."""
-        if isinstance(prompt, str):
-            tokens, text = self.tokenize(prompt), prompt
-            added_bos = tokens[0] == self.bos_id and not prompt.startswith(self.piece(tokens[0]))
-        else:
-            tokens, added_bos = checked_token_ids(prompt, self.n_vocab), False
-            text = self._decode(tokens, self._piece_bytes)
+    def _constraint(self, sampling: Sampling) -> str | None:
         if sampling.grammar is not None or sampling.json_schema is not None:
-            field = "grammar" if sampling.grammar is not None else "response_format"
-            raise RequestError(f"{field}: constrained output needs the llama.cpp backend; this bundle serves "
-                               "an ONNX model (serve a device whose backend is llama.cpp)", field)
-        if sampling.max_tokens == 0 and not echo:
-            raise RequestError("max_tokens is 0: nothing to generate; send max_tokens >= 1, or echo=true "
-                               "to score the prompt only", "max_tokens")
-        max_tokens = generation_budget(len(tokens), sampling.max_tokens, self.n_ctx)
-        return Job(tokens=tokens, sampling=sampling, max_tokens=max_tokens, prompt_text=text,
-                   added_bos=added_bos, echo=echo, logprobs=logprobs)
-
-    # -- the model ------------------------------------------------------------
+            name = "grammar" if sampling.grammar is not None else "response_format"
+            raise RequestError(f"{name}: constrained output needs the llama.cpp backend; this server runs an "
+                               "ONNX model (serve a GGUF, or a bundle device whose backend is llama.cpp)", name)
+        return None
 
     @contextlib.contextmanager
-    def _slot(self) -> Iterator[OrtDecoder]:
+    def _run(self, job: Job, scores: PromptScores | None) -> Iterator[Iterator[Sampled]]:
         """A free decoder for one request; its cache is dropped when the request ends (or is cancelled)."""
         dec = self._slots.get()
         try:
-            yield dec
+            yield self._tokens(dec, job, scores)
         finally:
             dec.reset()
             self._slots.put(dec)
 
-    def _prefill(self, dec: OrtDecoder, job: Job, scores: LogProbs | None) -> np.ndarray | None:
+    # -- the model ------------------------------------------------------------
+
+    def _prefill(self, dec: OrtDecoder, job: Job, scores: PromptScores | None) -> np.ndarray | None:
         """Run the prompt through the graph; (V,) logits for the first new token, None when the job was
         cancelled part way. With `scores`, append every prompt token's log-probability given the tokens before it."""
         tokens, k = job.tokens, job.logprobs or 0
         dec.reset()
         logits = np.zeros((1, self.n_vocab), dtype=np.float32)
         for start in range(0, len(tokens), PREFILL_CHUNK):
-            if _cancelled(job):
+            if job.cancelled():
                 return None
             logits = dec.eval(tokens[start:start + PREFILL_CHUNK])  # (chunk, V)
             # Row i predicts token start+i+1; the last prompt row predicts the first generated token.
@@ -280,95 +257,31 @@ class OrtBackend:
                 continue
             logp = log_softmax(logits[:rows])  # (rows, V)
             targets = np.asarray(tokens[start + 1:start + 1 + rows])  # (rows,)
-            chosen = logp[np.arange(rows), targets]  # (rows,)
             top_ids, top_vals = top_alternatives(logp, k)  # (rows, k)
-            for j in range(rows):
-                scores.token_logprobs.append(float(chosen[j]))
-                scores.top_logprobs.append(self._top_dict(int(targets[j]), float(chosen[j]), top_ids[j], top_vals[j]))
+            scores.chosen += [float(x) for x in logp[np.arange(rows), targets]]
+            scores.top_ids += list(top_ids)
+            scores.top_vals += list(top_vals)
         return logits[-1]
 
-    def _top_dict(self, token: int, logprob: float, ids: np.ndarray, vals: np.ndarray) -> dict[str, float]:
-        """{text: logprob} for the top alternatives and the token itself (the token first: a more
-        likely alternative spelling the same text wins the key, as in LlamaBackend)."""
-        top = {self.piece(token): logprob}
-        top.update({self.piece(int(i)): float(v) for i, v in zip(ids, vals)})
-        return top
-
-    def _offsets(self, tokens: list[int], skip_first: bool, table: list[bytes], start: int = 0) -> list[int]:
-        """Where each token's text starts in the text they decode to; a UTF-8 character split across
-        tokens counts for the token that completes it."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        offsets, at = [], start
-        for i, t in enumerate(tokens):
-            offsets.append(at)
-            if not (i == 0 and skip_first):
-                at += len(decoder.decode(table[t]))
-        return offsets
-
-    def _generate(self, dec: OrtDecoder, job: Job, logits: np.ndarray,
-                  trace: list[tuple[int, float, dict[str, float]]] | None) -> Iterator[Chunk]:
-        """The generation loop from the prompt's last logits; appends (token, logprob, alternatives)
-        per generated token to `trace`."""
+    def _tokens(self, dec: OrtDecoder, job: Job, scores: PromptScores | None) -> Iterator[Sampled]:
+        """The prompt, then one sampled token per call until the consumer stops asking."""
+        logits = self._prefill(dec, job, scores)
+        if logits is None or job.max_tokens == 0:
+            return
         s = job.sampling
         rng = np.random.default_rng(s.seed % (1 << 32) if s.seed is not None else None)
-        top_k = getattr(s, "top_k", 0) or 0  # Sampling.top_k comes with the server's sampling options
-        out = StopText(s.stop)
-        n, finish = 0, "length"
+        recent = collections.deque(job.tokens[-PENALTY_LAST_N:], maxlen=PENALTY_LAST_N)
         while True:
-            if _cancelled(job):
-                finish = "cancelled"
-                break
-            token = sample_token(logits, s.temperature, s.top_p, top_k, rng)
-            if token in self.stop_ids:
-                finish = "stop"
-                break
-            if trace is not None:
+            token = sample_token(penalize(logits, recent, s), s.temperature, s.top_p, s.top_k, rng, s.min_p)
+            if job.logprobs is None:
+                yield Token(token)
+            else:
+                # The raw distribution, as llama.cpp reports it: penalties and sampling settings left out.
                 logp = log_softmax(logits[None, :])  # (1, V)
-                ids, vals = top_alternatives(logp, job.logprobs or 0)
-                chosen = float(logp[0, token])
-                trace.append((token, chosen, self._top_dict(token, chosen, ids[0], vals[0])))
-            n += 1
-            ended, piece = out.push(self._text_bytes[token], n, job.max_tokens)
-            if ended:
-                finish = ended
-                break
-            if piece:
-                yield Chunk(piece, None, n)
+                ids, vals = top_alternatives(logp, job.logprobs)  # (1, k)
+                yield Token(token, float(logp[0, token]), ids[0], vals[0])
+            recent.append(token)
             logits = dec.step(token)  # (V,)
-        yield Chunk(out.rest(), finish, n)
-
-    # -- generation -----------------------------------------------------------
-
-    def stream(self, job: Job) -> Iterator[Chunk]:
-        """Yield text pieces as they are decoded; the last chunk carries finish_reason.
-        Closing the generator early (a client that went away) frees the slot."""
-        with self._slot() as dec:
-            if job.max_tokens == 0:
-                yield Chunk("", "length", 0)
-                return
-            logits = self._prefill(dec, job, None)
-            if logits is None:
-                yield Chunk("", "cancelled", 0)
-                return
-            yield from self._generate(dec, job, logits, None)
-
-    def complete(self, job: Job) -> Completion:
-        """Run a job to the end; with echo the text starts with the prompt, with logprobs they come along."""
-        if job.logprobs is None:
-            return text_completion(job, list(self.stream(job)))
-        trace: list[tuple[int, float, dict[str, float]]] = []
-        prompt = None
-        if job.echo:
-            prompt = LogProbs(tokens=[self.piece(t) for t in job.tokens], token_logprobs=[None], top_logprobs=[None])
-        with self._slot() as dec:
-            logits = self._prefill(dec, job, prompt)
-            if logits is None:
-                return Completion("", "cancelled", len(job.tokens), 0, prompt)
-            chunks = list(self._generate(dec, job, logits, trace)) if job.max_tokens else [Chunk("", "length", 0)]
-        if prompt is not None:
-            prompt.text_offset = self._offsets(job.tokens, job.added_bos, self._piece_bytes)
-        return logprob_completion(job, chunks, trace, prompt, self.piece,
-                                  lambda ids, start: self._offsets(ids, False, self._text_bytes, start=start))
 
     def close(self) -> None:
         """Drop the sessions and caches (onnxruntime frees them with the last reference)."""
