@@ -141,7 +141,26 @@ def test_bench_onnx_dir(export_dir: Path, tmp_path: Path) -> None:
     assert 0 < a["rss"]["baseline_bytes"] < a["rss"]["peak_bytes"]
     roof = a["roofline"]
     assert roof["fraction"] == pytest.approx(a["tests"]["tg16"]["tokens_per_s"]["median"] / roof["bound_tokens_per_s"])
-    assert "| onnx-int8-avx2 | " in markdown(r) and "| onnxruntime CPU | 2 | tg16 |" in markdown(r)
+    # Family from config.json's model_type, quantization from the export's record.
+    model_type = json.loads((export_dir / "hf" / "config.json").read_text())["model_type"]
+    assert a["architecture"] == a["family"] == model_type and a["quantization"] == "int8-dynamic"
+    assert a["weight_bytes_per_token"] == roof["weight_bytes"] == a["model_bytes"]
+    table = markdown(r)
+    assert f"| onnx-int8-avx2 | {model_type} | int8-dynamic | " in table
+    assert f"| onnxruntime CPU | 2 | tg16 | " in table and f"| {100 * roof['fraction']:.1f}% |" in table
+
+
+def test_onnx_quantization_label(export_dir: Path, tmp_path: Path) -> None:
+    from smoledge.bench.measure import onnx_quantization
+    from smoledge.export.onnx import META_FILE
+
+    assert onnx_quantization(OrtDecoder(export_dir / "onnx")) == "fp32"
+    assert onnx_quantization(OrtDecoder(export_dir / "onnx-int8-avx2")) == "int8-dynamic"
+    # Copied without smoledge_onnx.json: the graph's own metadata still says how it was quantized.
+    bare = tmp_path / "int8"
+    shutil.copytree(export_dir / "onnx-int8-avx2", bare)
+    (bare / META_FILE).unlink()
+    assert onnx_quantization(OrtDecoder(bare)) == "int8-dynamic"
 
 
 def test_bench_export_dir_for_an_onnxruntime_device(export_dir: Path, tmp_path: Path) -> None:

@@ -71,10 +71,17 @@ def test_bench_gguf(tiny_gguf: Path, tmp_path: Path) -> None:
     readable = Rapl.open()[0] is not None
     assert a["energy"]["readable"] == readable and (a["energy"]["reason"] == "") == readable
     assert (a["tests"]["tg16"]["j_per_token"] is None) != readable
+    # What the file says it is: smoledge writes a SmolLM3 as llama.cpp's smollm3, general.file_type ALL_F32.
+    assert a["architecture"] == "smollm3" and a["family"].startswith("smollm3 · ") and a["quantization"] == "F32"
+    assert a["tensor_types"] == {"F32": a["model_bytes"]}
+    assert a["weight_bytes_per_token"] == roof["weight_bytes"] == a["model_bytes"]  # tied: the output reads it all
     table = md.read_text()
-    assert table.startswith("| model | size | params | backend | threads | test | t/s |")
-    for test in ("pp32", "pp64", "tg16"):
-        assert f"| model-f32.gguf | " in table and f"| llama.cpp CPU | 2 | {test} | " in table
+    assert table.startswith("| model | family | quant | size | params | backend | threads | test | t/s | roofline |")
+    for test in ("pp32", "pp64"):
+        assert f"| llama.cpp CPU | 2 | {test} | " in table and f"| {test} | " in table
+    assert f"| model-f32.gguf | {a['family']} | F32 | " in table
+    [tg_row] = [line for line in table.splitlines() if "| tg16 |" in line]
+    assert tg_row.endswith(f"| {100 * roof['fraction']:.1f}% |")
     assert "roofline" in table and f"{100 * roof['fraction']:.1f}% of the bound" in table
     assert table == markdown(r) + "\n"
 

@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from smoledge.bench.gguf_info import identity as gguf_identity
+from smoledge.bench.gguf_info import read_gguf
 from smoledge.bench.rapl import Rapl
 from smoledge.bench.select import LLAMA_CPP, ONNXRUNTIME, kv_cache_bytes, onnx_files
 from smoledge.config import ConfigError
@@ -169,7 +171,26 @@ class LlamaCppRunner:
         return {"model_bytes": int(lib.llama_model_size(model)), "n_params": int(lib.llama_model_n_params(model)),
                 "desc": desc.value.decode("utf-8", errors="replace"), "n_ctx_train": lib.llama_model_n_ctx_train(model),
                 "n_vocab": self.n_vocab, "kv_bytes_per_position": kv_cache_bytes(dims, 1, LLAMA_CPP),
-                "versions": {"llama_cpp_python": lib.__version__}}
+                **gguf_identity(read_gguf(self.spec.path)), "versions": {"llama_cpp_python": lib.__version__}}
+
+
+def onnx_quantization(dec: Any) -> str:
+    """fp32/fp16, int8-dynamic or int8-static: what smoledge's export recorded (smoledge_onnx.json, or the same
+    keys in the graph's own metadata when the JSON was not copied along); for a graph exported elsewhere, int8
+    for a model_quantized.onnx, else the KV cache's float type."""
+    from smoledge.export.onnx import QUANTIZED_FILE, read_meta
+
+    meta = read_meta(dec.dir)
+    if "quantization" not in meta:
+        props = dec.session.get_modelmeta().custom_metadata_map
+        if "smoledge.quantization" in props:
+            meta = {"quantization": json.loads(props["smoledge.quantization"])}
+    recorded = meta.get("quantization")
+    if isinstance(recorded, dict) and recorded.get("mode"):
+        return f"int8-{recorded['mode']}"
+    if "quantization" not in meta and dec.path.name == QUANTIZED_FILE:
+        return "int8"
+    return {"float32": "fp32", "float16": "fp16"}.get(np.dtype(dec.kv_dtype).name, np.dtype(dec.kv_dtype).name)
 
 
 class OrtRunner:
@@ -204,9 +225,15 @@ class OrtRunner:
         dims = {"num_hidden_layers": dec.n_layers, "num_attention_heads": dec.n_kv_heads,
                 "num_key_value_heads": dec.n_kv_heads, "head_dim": dec.head_dim}
         files = onnx_files(Path(self.spec.path))
-        return {"model_bytes": sum(p.stat().st_size for p in files), "n_params": hf_n_params(dec.config),
-                "desc": f"{dec.config.get('model_type', 'onnx')} {dec.path.name}", "n_ctx_train": dec.n_ctx_train,
+        model_bytes = sum(p.stat().st_size for p in files)
+        arch = str(dec.config.get("model_type") or "unknown")
+        return {"model_bytes": model_bytes, "n_params": hf_n_params(dec.config),
+                "desc": f"{arch} {dec.path.name}", "n_ctx_train": dec.n_ctx_train,
                 "n_vocab": dec.n_vocab, "kv_bytes_per_position": kv_cache_bytes(dims, 1, ONNXRUNTIME),
+                "architecture": arch, "family": arch, "quantization": onnx_quantization(dec), "tensor_types": None,
+                # Every graph and weight byte: an untied embedding table, of which a token reads one row,
+                # is counted in full, so the bound is a little low (smoledge.bench.roofline).
+                "weight_bytes_per_token": model_bytes,
                 "versions": {"onnxruntime": self.ort.__version__}}
 
 

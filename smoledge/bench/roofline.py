@@ -13,11 +13,13 @@ computes per byte of DRAM bandwidth, so memory bandwidth sets the ceiling:
     bound       = bandwidth / (bytes/token)            tokens/s
     fraction    = achieved tokens/s / bound
 
-Weight bytes are what the backend holds (llama.cpp: llama_model_size; ONNX: the graph and weight
-files). The token-embedding lookup reads one row, not the table, but with tied embeddings the output
-layer reads the whole table anyway; an untied ONNX graph's embedding table is counted in full, so its
-bound is a little low. The cache: a tg<n> run starts from n_start cached tokens; decode step j (1..n)
-attends to n_start + j positions (the cache plus itself), so the mean is n_start + (n + 1) / 2.
+Weight bytes come from the artifact itself, so a model smoledge did not train has a bound too (GGUF: the
+file's tensor table, smoledge.bench.gguf_info; ONNX: the graph and weight files). The token-embedding
+lookup reads one row, not the table: a GGUF with its own output tensor counts that one row, while with
+tied embeddings the output layer reads the whole table anyway; an untied ONNX graph's embedding table
+is counted in full, so its bound is a little low. The cache: a tg<n> run starts from n_start cached
+tokens; decode step j (1..n) attends to n_start + j positions (the cache plus itself), so the mean is
+n_start + (n + 1) / 2.
 Caches smaller than the CPU's last-level cache are not DRAM traffic: for tiny models the bound is far
 above what per-token overheads allow, and the fraction is small.
 """

@@ -18,6 +18,9 @@ load, time to first token, peak RSS, and energy where Intel RAPL is readable. Ea
 then --repeats times; the median and the spread (min-max, sd) are reported. Output: a llama-bench-style
 markdown table (stdout, --markdown) and JSON (--out). For tg, the roofline: bytes read per token (the
 model's weights plus the KV cache at the run's mean context) against the profile's memory bandwidth.
+Every row names the model's family and quantization as the artifact itself records them (a GGUF's general.*
+keys and tensor table, an ONNX directory's config.json and export metadata), so a model smoledge did not
+train is benched and labelled like one it did.
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             done += spec.steps
             r["model"] = target.labels.get(spec.name, spec.name)
             tg = r["tests"].get(f"tg{spec.tg}")
-            r["roofline"] = decode_roofline(r["model_bytes"], r["kv_bytes_per_position"], 1, spec.tg,
+            r["roofline"] = decode_roofline(r["weight_bytes_per_token"], r["kv_bytes_per_position"], 1, spec.tg,
                                             profile.memory_bandwidth_gbs,
                                             tg["tokens_per_s"]["median"]) if tg else None
             rows.append(r)
@@ -260,17 +263,21 @@ def _spread(s: dict[str, Any], fmt: str = ".2f", scale: float = 1.0) -> str:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    """llama-bench's table (one row per artifact and test), then load, TTFT, memory, energy and the roofline."""
-    head = ["| model | size | params | backend | threads | test | t/s |",
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    """llama-bench's table (one row per artifact and test) with the model's family, its quantization and, on
+    the tg row, the fraction of the memory-bandwidth bound achieved; then load, TTFT, memory, energy and the
+    roofline's arithmetic."""
+    head = ["| model | family | quant | size | params | backend | threads | test | t/s | roofline |",
+            "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     rows, other, roof = [], [], []
     for a in r["results"]:
         params = f"{a['n_params'] / 1e6:.2f} M" if a["n_params"] else "-"
         backend = f"{a['backend']} CPU"
+        fraction = (a["roofline"] or {}).get("fraction")
         for test, t in a["tests"].items():
             tps = t["tokens_per_s"]
-            rows.append(f"| {a['model']} | {_mib(a['model_bytes'])} | {params} | {backend} | {a['threads']} | {test} "
-                        f"| {tps['median']:.2f} ± {tps['sd']:.2f} |")
+            bound = f"{100 * fraction:.1f}%" if fraction is not None and test == f"tg{a['spec']['tg']}" else "-"
+            rows.append(f"| {a['model']} | {a['family']} | {a['quantization']} | {_mib(a['model_bytes'])} | {params} "
+                        f"| {backend} | {a['threads']} | {test} | {tps['median']:.2f} ± {tps['sd']:.2f} | {bound} |")
         ttft = (f"{_spread(a['ttft_ms'], '.1f')} @ {a['ttft_ms']['prompt_tokens']}" if a["ttft_ms"] else "-")
         energy = "; ".join(f"{k} {t['j_per_token']['median']:.4f}" for k, t in a["tests"].items() if t["j_per_token"])
         other.append(f"| {a['model']} | {a['backend']} | {_spread(a['load_s'], '.1f', 1000)} "
