@@ -311,11 +311,11 @@ def main() -> None:
     export, report, export_s = export_all(hf, args, inputs)
     scores = score_all(hf, export, report, inputs, args)
 
-    from smoledge.evaluate.stage import HF_ARTIFACT, markdown_table, quant_markdown
+    from smoledge.evaluate.stage import HF_ARTIFACT, markdown_table, quant_markdown, reference_note
 
     hf_ppl = scores["overall"][HF_ARTIFACT]["ppl"]
     print()
-    print(quant_markdown(scores["quantization"]))
+    print(quant_markdown(scores["quantization"], reference_note({}, [])))
     print(f"PyTorch (hf, fp32) ppl {hf_ppl:.4f}; {scores['params']:,} parameters; seq_len {args.seq_len_eval}, "
           f"up to {args.max_tokens} held-out tokens per language ({sum(scores['tokens_per_language'].values())} "
           f"in all)\n")

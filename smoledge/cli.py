@@ -2,6 +2,7 @@
 
     smoledge build build/quickstart.yaml
     smoledge build build/quickstart.yaml --set pretrain.max_steps=50
+    smoledge deploy HuggingFaceTB/SmolLM2-135M-Instruct --device rpi5-8gb
     smoledge serve runs/quickstart/bundle
     smoledge bench runs/quickstart/bundle --device x86_64-avx2-laptop
     smoledge sweep build/quickstart.yaml --grid pretrain.lr=1e-3,3e-3,1e-2 --grid pretrain.optimizer=adamw,muon
@@ -56,6 +57,15 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from smoledge.deploy import DeployConfig, run
+
+    run(DeployConfig(model=args.model, devices=args.devices or ["x86_64-avx2-laptop"], name=args.name,
+                     runs_dir=args.runs_dir, revision=args.revision, max_ppl_delta_pct=args.max_ppl_delta,
+                     force=tuple(args.force)))
+    return 0
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from smoledge.data.sample import write_sample
 
@@ -68,7 +78,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from smoledge.serve.config import ServeConfig
     from smoledge.serve.server import run
 
-    run(ServeConfig(bundle=args.bundle, host=args.host, port=args.port, threads=args.threads, n_ctx=args.n_ctx,
+    run(ServeConfig(target=args.target, host=args.host, port=args.port, threads=args.threads, n_ctx=args.n_ctx,
                     device=args.device, slots=args.slots, queue=args.queue, request_timeout=args.request_timeout,
                     shutdown_timeout=args.shutdown_timeout, max_body_bytes=args.max_body_bytes,
                     api_keys=args.api_keys, cors_origins=args.cors_origins))
@@ -215,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_stage)
 
     p = sub.add_parser(
+        "deploy", help="take a model you have (hub id, HF dir or .gguf) to a checked bundle for your devices",
+        formatter_class=fmt,
+        description="Export (GGUF gated on parity with PyTorch), evaluate (per-language perplexity on the built-in "
+                    "held-out text, passkey grid, per device the smallest artifact within the RAM budget and the "
+                    "perplexity gate) and package MODEL; prints the serve and bench commands per device.",
+        epilog=_examples(
+            "smoledge deploy HuggingFaceTB/SmolLM2-135M-Instruct --device x86_64-avx2-laptop --device rpi5-8gb",
+            "smoledge deploy ./my-finetune --device rpi5-8gb --max-ppl-delta 5",
+            "smoledge deploy SmolLM2-135M-Instruct.Q4_1.gguf --device rpi5-8gb",
+        ),
+    )
+    p.add_argument("model", help="hub id, HF model directory or .gguf file")
+    p.add_argument("--device", dest="devices", action="append", default=[], metavar="NAME",
+                   help="target device profile (repeatable; default: x86_64-avx2-laptop)")
+    p.add_argument("--name", default=None, help="run name under --runs-dir (default: from the model's name)")
+    p.add_argument("--revision", default=None, help="hub revision of a hub id (default: its default branch)")
+    p.add_argument("--max-ppl-delta", type=float, default=10.0, metavar="PCT",
+                   help="a device gets the smallest artifact within PCT%% perplexity of the best (default: %(default)s)")
+    p.add_argument("--runs-dir", default="runs", help="root of run directories (default: %(default)s)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE even if up to date")
+    p.set_defaults(func=_cmd_deploy)
+
+    p = sub.add_parser(
         "sample", help="write the built-in synthetic six-language web dump as JSONL", formatter_class=fmt,
         epilog=_examples("smoledge sample data/web_dump.jsonl", "smoledge sample dump.jsonl --docs 5000 --seed 7"),
     )
@@ -224,20 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser(
-        "serve", help="serve a bundle over an OpenAI-compatible HTTP API (llama.cpp)", formatter_class=fmt,
+        "serve", help="serve a bundle, a GGUF, an ONNX export or an HF directory over an OpenAI-compatible HTTP API",
+        formatter_class=fmt,
         epilog=_examples(
             "smoledge serve runs/quickstart/bundle",
             "smoledge serve bundle.tar.gz --port 8080 --threads 4",
+            "smoledge serve SmolLM2-135M-Instruct.Q4_1.gguf --n-ctx 8192",
+            "smoledge serve runs/quickstart/export/onnx-int8-avx2",
+            "smoledge serve runs/quickstart/export/hf      # through its export's GGUF",
             "smoledge serve runs/quickstart/bundle --slots 2 --queue 16 --api-key \"$(openssl rand -hex 32)\"",
             "curl -s localhost:8000/v1/completions -H 'content-type: application/json' "
             "-d '{\"prompt\": \"The\", \"max_tokens\": 16}'",
         ),
     )
-    p.add_argument("bundle", help="bundle directory (or .tar.gz)")
+    p.add_argument("target", metavar="TARGET",
+                   help="a bundle directory or .tar.gz, a .gguf file (chat template, EOS and context from its "
+                        "metadata), an ONNX export directory (model.onnx + tokenizer.json), or an HF model "
+                        "directory with a GGUF or ONNX export in it or beside it")
     p.add_argument("--host", default=None, help="bind address (default: the bundle's, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: the bundle's, 8000)")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads in all (default: the bundle's)")
-    p.add_argument("--n-ctx", type=int, default=None, help="context length (default: the bundle's)")
+    p.add_argument("--n-ctx", type=int, default=None,
+                   help="context length (default: the bundle's; for a bare model, its trained context up to 4096)")
     p.add_argument("--device", default=None, metavar="NAME",
                    help="serve the model evaluate selected for this target device (server.json devices), with its "
                         "backend (llama.cpp or onnxruntime), threads and context (default: the bundle's default GGUF)")

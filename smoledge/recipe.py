@@ -19,7 +19,7 @@ from smoledge.data.config import CurateConfig, DataConfig
 from smoledge.tokenizer.config import TokenizerConfig
 from smoledge.evaluate.config import EvaluateConfig
 from smoledge.export.config import ExportConfig
-from smoledge.model.config import ModelConfig
+from smoledge.model.config import ModelConfig, SourceConfig
 from smoledge.package.config import PackageConfig
 from smoledge.sweep.config import SweepSpec
 from smoledge.train.config import DistillConfig, PretrainConfig
@@ -35,6 +35,8 @@ class Recipe(Section):
     """Run name: everything goes under runs/<name>/."""
     description: str = ""
     """Free text."""
+    model: SourceConfig = field(default_factory=SourceConfig)
+    """An existing model to deploy (hub id, HF directory or .gguf) instead of training one from data."""
     seed: int = 1234
     """Global seed (data generation, splits, init)."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -65,12 +67,18 @@ class Recipe(Section):
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             self.fail("name", f"{self.name!r} must be a plain directory name (letters, digits, _ . -)")
-        if self.package.gguf_type not in set(self.export.gguf_types) | {"f32"}:
+        if self.model.is_gguf:
+            pass  # the GGUF is the packaged model; export writes no others
+        elif self.package.gguf_type not in set(self.export.gguf_types) | {"f32"}:
             self.fail(
                 "package.gguf_type",
                 f"'{self.package.gguf_type}' is not exported; add it to export.gguf_types "
                 f"{self.export.gguf_types}",
             )
+        if self.model.source and (self.export.imatrix or self.export.onnx_int8_static):
+            self.fail("export.imatrix" if self.export.imatrix else "export.onnx_int8_static",
+                      "calibrates on the curated training split, and a model.source build curates no data; "
+                      "set it false (or train from data)")
         for dev in self.devices:
             load_profile(dev)
 

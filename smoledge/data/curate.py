@@ -517,4 +517,9 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=curated)
 
 
-STAGE = Stage(run=run, external_inputs=external_inputs)
+def not_needed(recipe: Recipe) -> str | None:
+    """Nothing to curate, tokenize or train when the recipe imports its model."""
+    return recipe.model.not_needed()
+
+
+STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs)

@@ -32,6 +32,8 @@ HF_ARTIFACT = "hf"
 GGUF_FP32 = ExportFiles(Path()).gguf("f32").name
 REPORT_FORMAT = 2
 PASSKEY_SEED = 1234
+# Where a model-source build's held-out text comes from (it curates none).
+BUILTIN_SOURCE = "smoledge built-in held-out text (smoledge/evaluate/heldout, written for smoledge in 2026)"
 
 
 def external_inputs(recipe: Recipe) -> dict[str, Any]:
@@ -63,14 +65,17 @@ def run(ctx: StageContext) -> StageResult:
     tok = AutoTokenizer.from_pretrained(hf)
     token_bytes = token_byte_lengths(tok)
     ctx.progress.update("tokenizing held-out text")
-    held_out_docs = held_out_documents(ctx.files.curate.curated)
+    held_out_docs = (builtin_held_out(ctx.recipe.data.languages) if ctx.recipe.model.source
+                     else held_out_documents(ctx.files.curate.curated))
     by_lang = pack_ids(held_out_docs, tok, cfg.max_tokens_per_language)
     sets = eval_set_ids(cfg, tok)
     tasks = load_tasks(cfg)
 
     artifacts = list_artifacts(export_dir, cfg)
     ppl, set_ppl, overall = score_artifacts(ctx, artifacts, by_lang, sets, token_bytes, cfg.seq_len)
-    table = quant_table(overall, {a.name: a.files for a in artifacts if a.files}, count_params(hf))
+    ggufs = [a.files[0] for a in artifacts if a.name.endswith(".gguf") and a.files]
+    params = count_params(hf) or (gguf_params(ggufs[0]) if ggufs else 0)
+    table = quant_table(overall, {a.name: a.files for a in artifacts if a.files}, params)
 
     trained = trained_length(ctx.recipe, hf_config)
     lengths = passkey_lengths(cfg, trained, max_pos)
@@ -83,7 +88,7 @@ def run(ctx: StageContext) -> StageResult:
 
     ref_label = f"{HF_ARTIFACT} (fp32, PyTorch)"
     checks = [(ref_label, None, lambda n_ctx, threads: make_scorer(export_dir, HF_ARTIFACT, n_ctx, threads),
-               lengths, None)]
+               lengths, None)] if has_weights(hf) else []
     unsuited: list[str] = []
     for profile in ctx.recipe.device_profiles():
         n_ctx = min(profile.max_context, max_pos)
@@ -130,6 +135,8 @@ def run(ctx: StageContext) -> StageResult:
         "eval_sets": set_ppl,
         "overall": {n: {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens} for n, s in overall.items()},
         "quantization": table,
+        "reference": reference_note(table, artifacts),
+        "held_out_source": (BUILTIN_SOURCE if ctx.recipe.model.source else "curated valid split"),
         "devices": devices,
         "passkey": passkey,
         "tasks": task_results,
@@ -163,7 +170,8 @@ def list_artifacts(export_dir: Path, cfg: Any) -> list[Artifact]:
     """hf, then each GGUF (evaluate.gguf), then onnx/ and its int8 variants (evaluate.onnx)."""
     from smoledge.bench.select import onnx_files
 
-    out = [Artifact(HF_ARTIFACT, None)]
+    # An imported GGUF has no weights in hf/: no PyTorch reference to score.
+    out = [Artifact(HF_ARTIFACT, None)] if has_weights(ExportFiles(export_dir).hf) else []
     if cfg.gguf:
         ggufs = ExportFiles(export_dir).ggufs()
         if not ggufs:
@@ -237,10 +245,13 @@ def select_for(profile: Any, found: list[Any], hf_config: dict[str, Any], n_ctx:
 # ----------------------------------------------------------------------------- long context and tasks
 
 def trained_length(recipe: Recipe, hf_config: dict[str, Any]) -> int:
-    """The context the student was trained at (YaRN's original length when export scaled RoPE)."""
+    """The context the model was trained at: YaRN's original length when RoPE is scaled, the distill
+    sequence length for a student, the declared context for an imported model."""
     scaling = hf_config.get("rope_scaling") or {}
     if scaling.get("original_max_position_embeddings"):
         return int(scaling["original_max_position_embeddings"])
+    if recipe.model.source:
+        return int(hf_config["max_position_embeddings"])
     return int(recipe.distill.seq_len)
 
 
@@ -335,6 +346,43 @@ def eval_set_ids(cfg: Any, tok: Any) -> dict[str, dict[str, list[int]]]:
 
 # ----------------------------------------------------------------------------- tables
 
+def reference_of(name: str, files: dict[str, list[Path]]) -> str:
+    """The artifact `name`'s perplexity change is measured against: the fp32 artifact of its runtime, or, when
+    there is none (an imported GGUF), the largest artifact of that runtime present: the best one there is."""
+    fp32 = GGUF_FP32 if name.endswith(".gguf") else ONNX_FP32
+    if fp32 in files:
+        return fp32
+    same = [n for n in files if n.endswith(".gguf") == name.endswith(".gguf")]
+    return max(same, key=lambda n: sum(p.stat().st_size for p in files[n]))
+
+
+def reference_note(table: dict[str, Any], artifacts: list[Artifact]) -> str:
+    files = {a.name: a.files for a in artifacts if a.files}
+    refs = sorted({reference_of(n, files) for n in table})
+    if all(r in (GGUF_FP32, ONNX_FP32) for r in refs):
+        return "Δ ppl is against the fp32 artifact of the same runtime (model-f32.gguf, onnx)"
+    return (f"no fp32 artifact (the model was imported quantized, with no PyTorch reference): Δ ppl is against "
+            f"the best artifact present, {', '.join(refs)}")
+
+
+def has_weights(hf: Path) -> bool:
+    return any(hf.glob("*.safetensors"))
+
+
+def gguf_params(path: Path) -> int:
+    """Parameters of a GGUF model from its tensor table (for an imported GGUF, which has no safetensors)."""
+    from smoledge.bench.gguf_info import read_gguf
+
+    return sum(math.prod(t.shape) for t in read_gguf(path).tensors)
+
+
+def builtin_held_out(languages: list[str]) -> list[tuple[str, str]]:
+    """(lang, text) of smoledge's built-in held-out text (smoledge/evaluate/heldout), in the recipe's languages."""
+    from smoledge.evaluate.builtin_text import builtin_documents
+
+    return [(lang, doc) for lang, docs in builtin_documents(languages).items() for doc in docs]
+
+
 def count_params(hf: Path) -> int:
     """Parameters of the exported model, from its safetensors headers (no weights loaded)."""
     from safetensors import safe_open
@@ -355,7 +403,7 @@ def quant_table(overall: dict[str, Any], files: dict[str, list[Path]], params: i
     for name, s in overall.items():
         if name not in files:
             continue
-        ref = overall.get(GGUF_FP32 if name.endswith(".gguf") else ONNX_FP32)
+        ref = overall.get(reference_of(name, files))
         size = sum(p.stat().st_size for p in files[name])
         delta = 100 * (s.ppl / ref.ppl - 1) if ref is not None and ref.ppl > 0 else float("nan")
         table[name] = {"bytes": size, "bits_per_weight": 8 * size / max(params, 1), "ppl": s.ppl,
@@ -363,11 +411,11 @@ def quant_table(overall: dict[str, Any], files: dict[str, list[Path]], params: i
     return table
 
 
-def quant_markdown(table: dict[str, dict[str, float]]) -> str:
+def quant_markdown(table: dict[str, dict[str, float]], note: str) -> str:
     if not table:
         return ""
     lines = ["# Quantization", "",
-             "Δ ppl is against the fp32 artifact of the same runtime (model-f32.gguf, onnx).", "",
+             note + ".", "",
              "| artifact | size | bits/weight | ppl | Δ ppl vs fp32 |", "|---|---:|---:|---:|---:|"]
     for name, row in table.items():
         lines.append(f"| {name} | {row['bytes'] / 1e6:.2f} MB | {row['bits_per_weight']:.2f} | {row['ppl']:.3f} | "
@@ -408,7 +456,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     parts = [markdown_table(report["perplexity"])]
     for name, per in report["eval_sets"].items():
         parts.append(markdown_table(per, f"Eval set: {name}"))
-    parts.append(quant_markdown(report["quantization"]))
+    parts.append(quant_markdown(report["quantization"], report.get("reference") or reference_note({}, [])))
     if report["devices"]:
         parts.append("# Devices\n\n| device | artifact | threads | context | why |\n|---|---|---:|---:|---|\n" + "".join(
             f"| {n} | {d['artifact'] or 'none suits'} | {d['threads']} | {d['n_ctx']} | {d['reason']} |\n"

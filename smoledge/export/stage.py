@@ -18,7 +18,10 @@ from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_dir, atomic_write_json, atomic_write_text
+from smoledge.export.from_source import import_gguf
 from smoledge.layout import ExportFiles
+from smoledge.model.source import fetch, model_identity
+from smoledge.recipe import Recipe
 from smoledge.stage import Stage, StageContext, StageResult
 from smoledge.tokenizer.pretrained import TOKENIZER_FILES
 
@@ -30,18 +33,27 @@ def run(ctx: StageContext) -> StageResult:
     from smoledge.export.parity import load_torch
     from smoledge.export.yarn import apply_yarn
 
-    cfg = ctx.recipe.export
-    src = ctx.files.distill.model
+    cfg, source = ctx.recipe.export, ctx.recipe.model
     hf = ExportFiles(ctx.dir).hf
-    ctx.progress.update("copying HF model")
-    copy_hf_dir(src, [ctx.files.tokenizer.tokenizer], hf)
+    if source.source:
+        local = fetch(source.source, source.revision)
+        if local.suffix == ".gguf":
+            return imported_result(ctx, import_gguf(local, ctx.dir))
+        ctx.progress.update(f"copying {source.source}")
+        copy_hf_dir(local, [], hf)
+    else:
+        ctx.progress.update("copying HF model")
+        copy_hf_dir(ctx.files.distill.model, [ctx.files.tokenizer.tokenizer], hf)
     apply_yarn(hf, cfg.yarn_factor)
     model, _ = load_torch(hf)
-    windows = calibration(ctx.files.tokenizer.shards, cfg, model.config.max_position_embeddings)
+    # A model.source build curates no data to calibrate on (the recipe refuses imatrix and static int8 then).
+    windows = None if source.source else calibration(ctx.files.tokenizer.shards, cfg,
+                                                     model.config.max_position_embeddings)
     report = export_model(hf, ctx.dir, cfg, windows, ctx.progress, model=model)
-    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    card = model_card(ctx.recipe, ctx.files, model.config.to_dict(), params, report)
-    atomic_write_text(hf / "README.md", card)
+    if not source.source:  # an imported model keeps its authors' card; this one describes a smoledge training
+        params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        card = model_card(ctx.recipe, ctx.files, model.config.to_dict(), params, report)
+        atomic_write_text(hf / "README.md", card)
 
     ggufs = [ctx.dir / name for name in report["files"]]
     onnx_files = sorted(p for name in report.get("onnx", {}) for p in (ctx.dir / name).rglob("*") if p.is_file())
@@ -66,6 +78,22 @@ def run(ctx: StageContext) -> StageResult:
     }
     artifact = ExportFiles(ctx.dir).gguf(report["order"][-1])
     return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
+
+
+def external_inputs(recipe: Recipe) -> dict[str, Any]:
+    """An imported model by content (or hub id): replacing the weights behind the same path re-exports."""
+    if not recipe.model.source:
+        return {}
+    return {"model": model_identity(str(fetch(recipe.model.source, recipe.model.revision)), "model.source")}
+
+
+def imported_result(ctx: StageContext, report: dict[str, Any]) -> StageResult:
+    files = ExportFiles(ctx.dir)
+    (name, entry), = report["files"].items()
+    outputs = sorted(p for p in files.hf.rglob("*") if p.is_file()) + [ctx.dir / name, files.parity]
+    return StageResult(outputs=outputs, metrics={"imported": report["source"], "files": {name: {"bytes": entry["bytes"]}}},
+                       summary=f"imported {name} ({_mb(entry['bytes'])}), loads in llama.cpp; no PyTorch reference",
+                       artifact=ctx.dir / name)
 
 
 def calibration(shards: Path, cfg: Any, context: int) -> list[list[int]] | None:
@@ -229,4 +257,4 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-STAGE = Stage(run=run)
+STAGE = Stage(run=run, external_inputs=external_inputs)

@@ -74,3 +74,27 @@ class ModelConfig(Section):
         base = PRESETS.get(self.preset, (0, 0, 0, 0, 0))
         explicit = (self.num_layers, self.hidden_size, self.intermediate_size, self.num_heads, self.num_kv_heads)
         return tuple(e if e is not None else b for e, b in zip(explicit, base))  # type: ignore[return-value]
+
+
+@dataclass
+class SourceConfig(Section):
+    """An existing model to deploy instead of training one (smoledge.model.source)."""
+
+    source: str = ""
+    """A hub id (HuggingFaceTB/SmolLM2-135M-Instruct), a local HF model directory or a .gguf file. When set,
+    the build runs export, evaluate and package on it, and the data and training stages are not needed.
+    Empty: the model is trained from the recipe's data."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) of a hub id; None: the default branch."""
+
+    def __post_init__(self) -> None:
+        if self.revision is not None and not self.source:
+            self.fail("revision", "only applies to a hub id in model.source; set model.source or drop revision")
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.source.endswith(".gguf")
+
+    def not_needed(self) -> str | None:
+        """Why a data or training stage does not run for this recipe, or None."""
+        return f"model.source is {self.source}: nothing to curate or train" if self.source else None

@@ -110,7 +110,13 @@ def run(ctx: StageContext) -> StageResult:
     pkg = recipe.package
     export_dir = ctx.files.export.dir
     hf = ctx.files.export.hf
-    src_gguf = ctx.files.export.gguf(pkg.gguf_type)
+    gguf_type = pkg.gguf_type
+    if recipe.model.is_gguf:  # the imported file is the one GGUF there is, whatever its type
+        imported = ctx.files.export.ggufs()
+        if not imported:
+            raise SmoledgeError(f"{ctx.files.export.dir} holds no imported GGUF; re-run `smoledge export`")
+        gguf_type = imported[0].stem.removeprefix("model-")
+    src_gguf = ctx.files.export.gguf(gguf_type)
     if not src_gguf.is_file():
         raise SmoledgeError(
             f"{src_gguf} is missing; package.gguf_type is '{pkg.gguf_type}': add it to export.gguf_types "
@@ -176,7 +182,7 @@ def run(ctx: StageContext) -> StageResult:
     settings = ServerSettings(
         model_id=recipe.name,
         model_file=src_gguf.name,
-        gguf_type=pkg.gguf_type,
+        gguf_type=gguf_type,
         backend=LLAMA_CPP,
         devices={p.name: DeviceTarget(backend=selection[p.name]["backend"], model_file=selection[p.name]["artifact"],
                                       threads=pkg.threads or p.threads,
@@ -209,7 +215,7 @@ def run(ctx: StageContext) -> StageResult:
         "format": MANIFEST_FORMAT,
         "name": recipe.name,
         "created": created.isoformat(timespec="seconds"),
-        "model": {"file": src_gguf.name, "backend": LLAMA_CPP, "gguf_type": pkg.gguf_type,
+        "model": {"file": src_gguf.name, "backend": LLAMA_CPP, "gguf_type": gguf_type,
                   "bytes": files[src_gguf.name]["bytes"], "n_ctx_train": n_ctx_train},
         "artifacts": {name: {"backend": backend, "bytes": artifact_bytes(name), "default": name == src_gguf.name,
                              "devices": sorted(d for d, e in selection.items() if e["artifact"] == name)}
@@ -245,9 +251,9 @@ def run(ctx: StageContext) -> StageResult:
     total = sum(f["bytes"] for f in files.values())
     outputs = [ctx.dir / rel for rel in files] + [ctx.dir / MANIFEST]
     extra = [n for n in artifacts if n != src_gguf.name]
-    summary = (f"{pkg.gguf_type}{''.join(' + ' + n for n in extra)}, {_size(total)}, {len(outputs)} files, "
+    summary = (f"{gguf_type}{''.join(' + ' + n for n in extra)}, {_size(total)}, {len(outputs)} files, "
                f"{archive.name} {_size(archive_bytes)}")
-    metrics = {"gguf_type": pkg.gguf_type, "bytes": total, "files": len(outputs), "n_ctx": n_ctx,
+    metrics = {"gguf_type": gguf_type, "bytes": total, "files": len(outputs), "n_ctx": n_ctx,
                "threads": settings.threads, "model_bytes": files[src_gguf.name]["bytes"],
                "artifacts": dict(artifacts),
                "devices": {d: e["artifact"] for d, e in selection.items()},

@@ -138,4 +138,9 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(outputs=outputs, metrics=metrics, summary=summary, artifact=tok_dir)
 
 
-STAGE = Stage(run=run, external_inputs=external_inputs)
+def not_needed(recipe: Recipe) -> str | None:
+    """Nothing to curate, tokenize or train when the recipe imports its model."""
+    return recipe.model.not_needed()
+
+
+STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs)

@@ -177,4 +177,9 @@ def teacher_params(source: str) -> int:
     return num_params(shell)
 
 
-STAGE = Stage(run=run, external_inputs=external_inputs, preflight=preflight)
+def not_needed(recipe: Recipe) -> str | None:
+    """Nothing to curate, tokenize or train when the recipe imports its model."""
+    return recipe.model.not_needed()
+
+
+STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs, preflight=preflight)

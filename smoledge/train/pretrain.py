@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 
 def not_needed(recipe: Recipe) -> str | None:
-    """Pretraining makes the teacher; a recipe that distills from an existing one skips it."""
+    """Pretraining makes the teacher; a recipe that distills from an existing one, or imports its model, skips it."""
+    if recipe.model.source:
+        return recipe.model.not_needed()
     if recipe.distill.teacher:
         return f"the teacher is {recipe.distill.teacher} (distill.teacher)"
     return None

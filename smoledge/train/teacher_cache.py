@@ -48,6 +48,8 @@ MAX_LOGITS = 1 << 26
 
 def not_needed(recipe: Recipe) -> str | None:
     cfg = recipe.distill
+    if recipe.model.source:
+        return recipe.model.not_needed()
     if cfg.mode == "online":
         return "distill.mode is online"
     if cfg.cache_dir:
