@@ -13,7 +13,8 @@ pytest.importorskip("llama_cpp")
 
 from smoledge.serve.generation import Sampling  # noqa: E402
 from smoledge.serve.llama_backend import LlamaBackend  # noqa: E402
-from smoledge.serve.llama_engine import N_BATCH, Done, EngineJob, Token  # noqa: E402
+from smoledge.serve.generation import Token  # noqa: E402
+from smoledge.serve.llama_engine import N_BATCH, Done, EngineJob  # noqa: E402
 
 PROMPTS = ["The quick brown fox", "Le renard brun saute", "Der schnelle braune Fuchs springt über", "Once"]
 

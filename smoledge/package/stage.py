@@ -33,6 +33,7 @@ from smoledge.io import atomic_path, atomic_write_json, atomic_write_text, file_
 from smoledge.package.archive import write_archive
 from smoledge.layout import INPROGRESS, RECORD, PackageFiles
 from smoledge.stage import Stage, StageContext, StageResult, library_versions, read_record
+from smoledge.serve.hf_meta import chat_template, token_text
 from smoledge.serve.bundle import (
     BUILD_RECORDS,
     LLAMA_CPP,
@@ -189,11 +190,11 @@ def run(ctx: StageContext) -> StageResult:
                                       n_ctx=pkg.n_ctx or min(p.max_context, n_ctx_train),
                                       reason=selection[p.name].get("reason") or "")
                  for p in profiles},
-        chat_template=_chat_template(hf, tok_config),
-        bos_token=_token_text(tok_config.get("bos_token")),
-        eos_token=_token_text(tok_config.get("eos_token")),
+        chat_template=chat_template(hf, tok_config),
+        bos_token=token_text(tok_config.get("bos_token")),
+        eos_token=token_text(tok_config.get("eos_token")),
         # dict.fromkeys: a tokenizer whose EOS is <|im_end|> (SmolLM3's) lists it once.
-        stop_tokens=[t for t in dict.fromkeys((*END_TOKENS, _token_text(tok_config.get("eos_token"))))
+        stop_tokens=[t for t in dict.fromkeys((*END_TOKENS, token_text(tok_config.get("eos_token"))))
                      if t],
         n_ctx=n_ctx,
         n_ctx_train=n_ctx_train,
@@ -298,23 +299,6 @@ def _json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SmoledgeError(f"{path} must hold a JSON object; re-run the stage that writes it")
     return data
-
-
-def _token_text(value: Any) -> str:
-    """tokenizer_config.json stores special tokens as a string or as {"content": ...}."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else ""
-
-
-def _chat_template(hf: Path, tok_config: dict[str, Any]) -> str | None:
-    """The tokenizer's chat template: transformers >= 4.50 saves it as chat_template.jinja."""
-    template = tok_config.get("chat_template")
-    if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
-    if not template and (hf / "chat_template.jinja").is_file():
-        template = (hf / "chat_template.jinja").read_text(encoding="utf-8")
-    return template if isinstance(template, str) and template else None
 
 
 def _size(n: int) -> str:

@@ -164,7 +164,7 @@ class PromptScores:
 
 
 class Sampled(Protocol):
-    """One sampled token as a backend's decoder hands it over (llama_engine.Token has this shape)."""
+    """One sampled token as a backend's decoder (llama_engine, ort_decoder) hands it over."""
 
     id: int
     logprob: float | None

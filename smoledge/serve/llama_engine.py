@@ -26,7 +26,7 @@ only the rest. Echo with logprobs reads the whole prompt with logits at every po
 ECHO_CHUNK positions per step, so llama.cpp's output buffer stays ECHO_CHUNK x vocab.
 
 The engine knows tokens, not text: stop strings, UTF-8 and OpenAI's shapes are the backend's
-(smoledge/serve/backend.py). It stops a request on an end-of-generation token, at max_tokens,
+(smoledge/serve/llama_backend.py). It stops a request on an end-of-generation token, at max_tokens,
 when `cancel` is set (client gone, timeout, shutdown, or the backend saw a stop string), and on
 a decode error, which fails only the requests of that step.
 """
@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from smoledge.serve.generation import log_softmax, top_alternatives
+from smoledge.serve.generation import Token, log_softmax, top_alternatives
 
 # Prompt positions read per step when every position's logits are wanted (echo + logprobs).
 ECHO_CHUNK = 64
@@ -86,14 +86,6 @@ class EngineJob:
     """Set by the backend when it has what it wants (a stop string, an early return)."""
     also_cancel: threading.Event | None = None
     """The server's cancel (client gone, timeout, shutdown): checked every step, even mid-prompt."""
-
-
-@dataclass
-class Token:
-    id: int
-    logprob: float | None = None
-    top_ids: np.ndarray | None = None
-    top_vals: np.ndarray | None = None
 
 
 @dataclass
