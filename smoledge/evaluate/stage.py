@@ -478,12 +478,14 @@ def summary_line(ppl: dict[str, dict[str, dict[str, float]]], overall: dict[str,
                  table: dict[str, dict[str, float]] | None = None,
                  devices: dict[str, dict[str, Any]] | None = None) -> str:
     """e.g. 'ppl en 21.3 fr 24.0 (q8_0 8.5 bpw Δ +0.3%) laptop: q8_0': HF per language, drift, device picks."""
-    ref = ppl[HF_ARTIFACT]
+    # The PyTorch model, or for an imported GGUF (no weights to run) the best artifact present.
+    ref_name = HF_ARTIFACT if HF_ARTIFACT in ppl else max(overall, key=lambda n: (table or {}).get(n, {}).get("bytes", 0))
+    ref = ppl[ref_name]
     parts = ["ppl " + " ".join(f"{lang} {v['ppl']:.1f}" for lang, v in ref.items())]
-    base = overall[HF_ARTIFACT].ppl
+    base = overall[ref_name].ppl
     drifts = []
     for name, s in overall.items():
-        if name != HF_ARTIFACT and math.isfinite(base) and base > 0:
+        if name != ref_name and math.isfinite(base) and base > 0:
             label = name.removeprefix("model-").removesuffix(".gguf")
             bpw = f" {table[name]['bits_per_weight']:.1f} bpw" if table and name in table else ""
             drifts.append(f"{label}{bpw} \u0394 {100 * (s.ppl / base - 1):+.2f}%")
