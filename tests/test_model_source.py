@@ -65,7 +65,7 @@ def test_deploy_defaults_follow_the_devices():
 @pytest.mark.slow
 def test_an_hf_dir_source_builds_export_evaluate_and_package(tmp_path, tiny_model_dir):
     recipe = Recipe.from_dict({
-        "name": "imported", "model": {"source": str(tiny_model_dir)},
+        "name": "imported", "model": {"source": str(tiny_model_dir)}, "data": {"languages": ["en", "fr", "de"]},
         "export": {"gguf_types": ["q8_0"], "onnx": False, "onnx_int8": []},
         "evaluate": {"onnx": False, "seq_len": 64, "max_tokens_per_language": 256, "passkey": {"enabled": False}},
     })
@@ -88,6 +88,7 @@ def test_an_hf_dir_source_builds_export_evaluate_and_package(tmp_path, tiny_mode
 def test_a_gguf_source_is_shipped_as_it_is_and_measured_against_itself(tmp_path, smollm2_gguf):
     recipe = Recipe.from_dict({
         "name": "gguf", "model": {"source": str(smollm2_gguf)}, "devices": ["x86_64-avx2-laptop"],
+        "data": {"languages": ["en", "fr"]},  # two languages keep the real model's scoring short
         "evaluate": {"onnx": False, "seq_len": 128, "max_tokens_per_language": 256, "passkey": {"enabled": False}},
     })
     build(recipe, runs_root=tmp_path, out=lambda s: None)
