@@ -79,11 +79,15 @@ def score(scorer: Scorer, ids: Sequence[int], token_bytes: np.ndarray, seq_len: 
 
 
 def nll_from_logits(logits: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """(T-1,) NLL of ids[1:] from (T, V) logits, in float64 so both runtimes round alike."""
-    x = logits[:-1].astype(np.float64)  # (T-1, V)
+    """(T-1,) NLL of ids[1:] from (T, V) logits, the same arithmetic for every runtime.
+
+    The exponentials stay in float32 and only their sum is float64: converting the whole (T, V) array
+    to float64 first cost 20x more (0.78 s against 0.04 s for a 256-token window of a 49k vocabulary)
+    for a change of 2e-8 nats per token."""
+    x = logits[:-1]  # (T-1, V)
     m = x.max(-1, keepdims=True)  # (T-1, 1)
-    logz = (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[:, 0]  # (T-1,)
-    return logz - x[np.arange(len(ids) - 1), np.asarray(ids[1:])]
+    logz = m[:, 0].astype(np.float64) + np.log(np.exp(x - m).sum(-1, dtype=np.float64))  # (T-1,)
+    return logz - x[np.arange(len(ids) - 1), np.asarray(ids[1:])].astype(np.float64)
 
 
 class TorchScorer:
