@@ -125,7 +125,9 @@ class LlamaBackend(TextBackend):
         """Submit `job` to the engine on a free sequence (the one caching the longest prefix of its
         prompt); on the way out, stop it if still running and wait for the engine to let go of it."""
         with self._free_lock:
-            seq = max(self._free, key=lambda q: _common_prefix(self.engine.cached[q], job.tokens))
+            # Ties go to the lowest sequence: running sequences that follow each other decode in one
+            # llama.cpp micro-batch (see LlamaEngine._step), scattered ones in several.
+            seq = min(self._free, key=lambda q: (-_common_prefix(self.engine.cached[q], job.tokens), q))
             self._free.remove(seq)
         s = job.sampling
         request = self.engine.submit(EngineJob(

@@ -15,10 +15,46 @@ also split the cores N ways; one context uses them all, for one request or sixte
 One llama.cpp context holds `n_seq` KV sequences (n_seq_max, kv_unified off: each sequence
 has its own n_ctx_seq cells). A scheduler thread owns the context: each step it puts into one
 llama_batch the last sampled token of every generating request and, in the room left (n_batch),
-chunks of prompts still to be read, decodes, and samples every request whose logits came out,
-with that request's own sampler chain (grammar, temperature, top-p, a seeded draw). Generation
-tokens go first so that a long prompt arriving slows the running requests by one chunk per step
-instead of stalling them for the whole prompt.
+chunks of prompts still to be read, decodes, and samples every request whose logits came out.
+Generation tokens go first so that a long prompt arriving slows the running requests by one
+chunk per step instead of stalling them for the whole prompt.
+
+A step costs Python almost nothing next to the decode, which is what lets this engine sit in the
+server's process instead of behind llama.cpp's own C++ server (issue 19 weighed both). The batch is
+numpy arrays that llama.cpp reads in place, filled with a few slice assignments; the logits of the
+step are one view of llama.cpp's output buffer; greedy requests without a grammar are one argmax
+over it for all of them (first of equal maxima, as llama.cpp's greedy sampler), the others use
+their own llama.cpp sampler chain (grammar, temperature, top-p, a seeded draw); end-of-generation
+ids are a set made once. Each ctypes call also hands the GIL to the server's threads and waits to
+get it back, so the per-token calls that were here (batch fields, sampler, llama_vocab_is_eog)
+are gone. Measured on SmolLM2-135M-Instruct Q4_1, 2 threads, 220-token prompts, 64 tokens each:
+the scheduler thread's CPU outside llama_decode per step went from 1.5-1.8 ms to 0.44-0.59 ms with
+16 requests and from 0.84 to 0.30 ms with 4, against llama_decode floors of 8 ms (1 request),
+23-29 ms (4) and 72-78 ms (16) per generation step: under 1% either way.
+
+What did cost was the order of the batch. With a KV stream per sequence, llama.cpp puts into one
+micro-batch only tokens whose sequences follow each other (s, s+1, ...) in batch order; requests
+in arrival order, on sequences handed out as they came free, split a step into up to one
+micro-batch per request, and 16 generation tokens decoded 2x slower shuffled than in sequence
+order. The step sorts them, and the backend gives a new request the lowest free sequence among
+equal cached prefixes, so running sequences stay contiguous.
+
+What remains between smoledge and llama-server end to end is outside the engine: prompt reading
+(~3 ms a token on this CPU whatever the batch size, two thirds of the time with 220-token prompts)
+and the HTTP side, ~0.2 ms of event-loop Python per streamed token (uvicorn's h11, the middleware
+stack, asyncio queues) plus the slot threads, run on the cores the decode needs; a descheduled
+decode thread stalls its peer at llama.cpp's spinning barriers, so that small CPU costs the decode
+more than its own share. A proxy to llama-server would keep that event loop (SSE in and out) and
+lose token-level control (stop ids, logprobs, prefix reuse per sequence) for a C++ binary built
+per platform; the measured ratios (benchmarks/serve_vs_llama_server.py, BENCHMARKS.md) did not
+call for it.
+
+Flash attention is off unless asked for (flash_attn="on"/"auto", $SMOLEDGE_FLASH_ATTN), as in
+llama-cpp-python, though llama-server's default `-fa auto` turns it on. On this CPU it read a
+220-token prompt 7% faster but made generation steps 3-10% slower (1, 4 and 16 sequences), and it
+changes the output: llama-cpp-python itself gave different greedy text with it on for 4 of 6 chat
+prompts, and with it on the text depends on what else is in the batch. Off, a request decodes exactly what
+llama-cpp-python's own loop decodes, alone or batched (tests/test_serve_engine.py).
 
 A sequence keeps its tokens in the KV cache after its request ends; the next request on that
 sequence reuses the longest common prefix (a chat's history, a fixed system prompt) and reads
@@ -28,11 +64,13 @@ ECHO_CHUNK positions per step, so llama.cpp's output buffer stays ECHO_CHUNK x v
 The engine knows tokens, not text: stop strings, UTF-8 and OpenAI's shapes are the backend's
 (smoledge/serve/llama_backend.py). It stops a request on an end-of-generation token, at max_tokens,
 when `cancel` is set (client gone, timeout, shutdown, or the backend saw a stop string), and on
-a decode error, which fails only the requests of that step.
+a decode error, which fails only the requests of that step. It does not batch across models, swap
+a sequence's KV cache out to make room, or speculate.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -46,6 +84,8 @@ from smoledge.serve.generation import Token, log_softmax, top_alternatives
 ECHO_CHUNK = 64
 # Tokens per llama_decode: generation tokens plus prompt chunks.
 N_BATCH = 512
+# Flash attention: on, off or auto when LlamaEngine is not told (off by default: see the docstring).
+FLASH_ATTN_ENV = "SMOLEDGE_FLASH_ATTN"
 
 
 @dataclass
@@ -112,6 +152,8 @@ class Request:
         self.last: int | None = None
         """The sampled token to decode next."""
         self.sampler: Any = None
+        self.greedy = False
+        """Sampled by argmax over the logits (temperature 0, no grammar)."""
         self.prompt_scores: Scores | None = Scores() if job.score_prompt else None
         self.done: Done | None = None
         """The last event, once the reader has seen it."""
@@ -137,9 +179,16 @@ class Request:
 class LlamaEngine:
     """The scheduler thread and the one context it owns (see the module docstring)."""
 
-    def __init__(self, llm: Any, n_seq: int, n_ctx_seq: int, threads: int):
+    def __init__(self, llm: Any, n_seq: int, n_ctx_seq: int, threads: int, flash_attn: str | None = None):
+        """flash_attn: "on", "off" or "auto" (llama.cpp decides, as llama-server's `-fa auto`: on for
+        every CPU build); None takes $SMOLEDGE_FLASH_ATTN, "off" when unset (see the module docstring)."""
         import llama_cpp
 
+        flash_attn = flash_attn or os.environ.get(FLASH_ATTN_ENV, "off").strip().lower()
+        fa_types = {"on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO}
+        if flash_attn not in fa_types:
+            raise ValueError(f"flash attention {flash_attn!r} (${FLASH_ATTN_ENV}): use on, off or auto")
         self._lib, self.llm = llama_cpp, llm
         self.n_seq, self.n_ctx_seq = n_seq, n_ctx_seq
         self.n_vocab = llm.n_vocab()
@@ -153,11 +202,15 @@ class LlamaEngine:
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
+        params.flash_attn_type = fa_types[flash_attn]
         self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if not self.ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {n_seq} x {n_ctx_seq} positions")
         self._memory = llama_cpp.llama_get_memory(self.ctx)
-        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._batch = _Batch(llama_cpp, N_BATCH)
+        # Asked once here, so a step makes no call into llama.cpp per token (each ctypes call hands the
+        # GIL to the server's threads and waits to get it back).
+        self._eog = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t))
         self.cached: list[list[int]] = [[] for _ in range(n_seq)]
         """Tokens each sequence holds in the KV cache (what a next request may reuse). Scheduler-owned."""
         self.prompt_tokens_read = 0
@@ -177,7 +230,6 @@ class LlamaEngine:
         """Stop the scheduler (requests still running end "cancelled") and free the context."""
         self._inbox.put(None)
         self._thread.join()
-        self._lib.llama_batch_free(self._batch)
         self._lib.llama_free(self.ctx)
 
     # -- scheduler ----------------------------------------------------------------
@@ -231,6 +283,9 @@ class LlamaEngine:
         lib.llama_memory_seq_rm(self._memory, job.seq, keep, -1)
         self.cached[job.seq] = cached[:keep]
         r.pending, r.pos = list(job.tokens[keep:]), keep
+        # Greedy without a grammar is an argmax, taken for all such requests at once in _step; the
+        # others sample with their own llama.cpp chain.
+        r.greedy = job.temperature <= 0.0 and job.grammar is None
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if job.grammar is not None:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_grammar(self.vocab, job.grammar.encode(), b"root"))
@@ -262,22 +317,24 @@ class LlamaEngine:
     def _step(self, running: list[Request]) -> None:
         """One llama_decode over every running request; then sample the ones whose logits came out."""
         b, lib = self._batch, self._lib
-        rows: list[tuple[Request, int]] = []  # (request, batch row whose logits it samples from)
-        scored: list[tuple[Request, int, int, int]] = []  # (request, first row, n rows, first target index)
-        n = 0
-
-        def add(token: int, r: Request, logits: bool) -> None:
-            nonlocal n
-            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, r.pos, 1, int(logits)
-            b.seq_id[n][0] = r.job.seq
+        # Generation tokens first, one per request, each with logits (outputs 0..n-1, in batch order),
+        # in sequence order: with a KV stream per sequence, llama.cpp puts into one micro-batch only
+        # tokens whose sequences follow each other in the batch (seq s, then s+1, ...), so requests in
+        # arrival order split a step into up to one micro-batch per request (16 generation tokens in
+        # shuffled order decoded 2x slower than in order).
+        gen = sorted((r for r in running if not r.pending), key=lambda r: r.job.seq)
+        n = len(gen)
+        tokens = [r.last for r in gen]
+        b.token[:n] = tokens
+        b.pos[:n] = [r.pos for r in gen]
+        b.seq[:n] = [r.job.seq for r in gen]
+        b.logits[:n] = 1
+        for r, token in zip(gen, tokens):
             r.pos += 1
             self.cached[r.job.seq].append(token)
-            n += 1
-
-        for r in running:
-            if not r.pending:
-                rows.append((r, n))
-                add(r.last, r, True)
+        sampled: list[tuple[Request, int, int]] = [(r, i, i) for i, r in enumerate(gen)]  # (request, batch row, output)
+        scored: list[tuple[Request, int, int, int]] = []  # (request, first output, n outputs, first target index)
+        n_out = n
         for r in running:
             room = N_BATCH - n
             if not r.pending or room <= 0:
@@ -285,52 +342,68 @@ class LlamaEngine:
             scoring = r.prompt_scores is not None
             chunk = r.pending[: min(room, ECHO_CHUNK) if scoring else room]
             del r.pending[: len(chunk)]
-            self.prompt_tokens_read += len(chunk)
-            first_row, first_index = n, r.pos
-            for i, token in enumerate(chunk):
-                add(token, r, scoring or (not r.pending and i == len(chunk) - 1))
+            k = len(chunk)
+            self.prompt_tokens_read += k
+            b.token[n:n + k] = chunk
+            b.pos[n:n + k] = np.arange(r.pos, r.pos + k)
+            b.seq[n:n + k] = r.job.seq
+            b.logits[n:n + k] = scoring
             if scoring:
-                scored.append((r, first_row, len(chunk), first_index))
+                scored.append((r, n_out, k, r.pos))
+                n_out += k
+            elif not r.pending:
+                b.logits[n + k - 1] = 1
+                n_out += 1
             if not r.pending:
-                rows.append((r, n - 1))
-        b.n_tokens = n
-        rc = lib.llama_decode(self.ctx, b)
+                sampled.append((r, n + k - 1, n_out - 1))
+            r.pos += k
+            self.cached[r.job.seq].extend(chunk)
+            n += k
+        b.struct.n_tokens = n
+        rc = lib.llama_decode(self.ctx, b.struct)
         if rc != 0:
             for r in running:
                 lib.llama_memory_seq_rm(self._memory, r.job.seq, -1, -1)
                 self.cached[r.job.seq] = []
                 self._finish(r, Done("error", error=f"llama_decode failed with status {rc}"))
             return
-        for r, first_row, count, first_index in scored:
-            # Row i predicts prompt token first_index + i + 1; the last prompt row predicts the first new token.
+        if n_out == 0:
+            return  # only the middle of prompts was read: nothing to sample yet
+        # One view of every output row, in batch order (llama.cpp undoes its own reordering first);
+        # valid until the next decode, so everything below reads it now.
+        logits = np.ctypeslib.as_array(lib.llama_get_logits(self.ctx), shape=(n_out, self.n_vocab))  # (n_out, V)
+        for r, first, count, first_index in scored:
+            # Output i predicts prompt token first_index + i + 1; the last prompt row predicts the first new token.
             targets = r.job.tokens[first_index + 1: first_index + 1 + count]
             if targets:
-                logits = self._rows(first_row, len(targets))  # (rows, V)
-                r.prompt_scores.add(logits, np.asarray(targets), r.job.logprobs or 0)
-        for r, row in rows:
-            self._sample(r, row)
+                r.prompt_scores.add(logits[first: first + len(targets)], np.asarray(targets), r.job.logprobs or 0)
+        greedy = [(r, out) for r, _, out in sampled if r.greedy]
+        if greedy:
+            outs = [out for _, out in greedy]
+            rows = logits[: len(outs)] if outs == list(range(len(outs))) else logits[outs]  # (G, V)
+            # np.argmax takes the first of equal maxima, as llama.cpp's greedy sampler does.
+            for (r, out), token in zip(greedy, rows.argmax(axis=1).tolist()):
+                self._emit(r, token, logits, out)
+        for r, row, out in sampled:
+            if not r.greedy and r.sampler is not None:
+                self._emit(r, int(lib.llama_sampler_sample(r.sampler, self.ctx, row)), logits, out)
 
-    def _rows(self, first: int, count: int) -> np.ndarray:
-        """Logits of batch rows first..first+count-1 (each asked for logits), copied: (count, V).
-        Row by row, because llama.cpp may reorder a multi-sequence batch internally."""
-        get, V = self._lib.llama_get_logits_ith, self.n_vocab
-        return np.stack([np.ctypeslib.as_array(get(self.ctx, i), shape=(V,)) for i in range(first, first + count)])
-
-    def _sample(self, r: Request, row: int) -> None:
+    def _emit(self, r: Request, token: int, logits: np.ndarray, out: int) -> None:
+        """Hand `token` (sampled from output row `out`) to the request, or end it."""
         job = r.job
         if r.generated >= job.max_tokens:
-            self._finish(r, Done("length"))
+            self._finish(r, Done("length"))  # max_tokens 0: the prompt only
             return
-        token = int(self._lib.llama_sampler_sample(r.sampler, self.ctx, row))
-        event = Token(token)
-        if job.logprobs is not None:
-            # The sampler copies the logits; the row is still the raw distribution.
+        if job.logprobs is None:
+            event = Token(token)
+        else:
+            # The raw distribution: the sampler chain worked on its own copy of the row.
             scores = Scores()
-            scores.add(self._rows(row, 1), np.asarray([token]), job.logprobs)
+            scores.add(logits[out: out + 1], np.asarray([token]), job.logprobs)
             event = Token(token, scores.chosen[0], scores.top_ids[0], scores.top_vals[0])
         r.generated += 1
         r.put(event)
-        if token in job.stop_ids or self._lib.llama_vocab_is_eog(self.vocab, token):
+        if token in job.stop_ids or token in self._eog:
             self._finish(r, Done("stop"))
         elif r.generated >= job.max_tokens:
             self._finish(r, Done("length"))
@@ -338,3 +411,25 @@ class LlamaEngine:
             self._finish(r, Done("length"))  # prepare keeps prompt + max_tokens within n_ctx; a guard
         else:
             r.last = token
+
+
+class _Batch:
+    """A llama_batch over numpy arrays, so a step fills it with a few slice assignments instead of
+    several ctypes field writes per token. One sequence id per token: seq_id[i] points at seq[i]."""
+
+    def __init__(self, lib: Any, size: int):
+        import ctypes
+
+        self.token = np.zeros(size, dtype=np.int32)  # (size,)
+        self.pos = np.zeros(size, dtype=np.int32)  # (size,)
+        self.n_seq_id = np.ones(size, dtype=np.int32)  # (size,)
+        self.seq = np.zeros(size, dtype=np.int32)  # (size,)
+        self.logits = np.zeros(size, dtype=np.int8)  # (size,)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        self._seq_ptrs = (i32 * size)(*(ctypes.cast(self.seq.ctypes.data + 4 * i, i32) for i in range(size)))
+        self.struct = lib.llama_batch()
+        self.struct.token = self.token.ctypes.data_as(i32)
+        self.struct.pos = self.pos.ctypes.data_as(i32)
+        self.struct.n_seq_id = self.n_seq_id.ctypes.data_as(i32)
+        self.struct.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(i32))
+        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
