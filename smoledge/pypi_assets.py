@@ -49,6 +49,16 @@ def llama_cpp_source(version: str | None = None) -> Path:
     return root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
 
 
+def llama_cpp_full_source(version: str | None = None) -> Path:
+    """All of vendor/llama.cpp of the llama-cpp-python sdist, fetched once: enough to build llama.cpp's own
+    tools (llama-server) with the same ggml as the installed runtime. A separate cache entry from
+    `llama_cpp_source`, which keeps only the few files the tests read."""
+    version = version or metadata.version("llama_cpp_python")
+    root = _unpacked(f"llama-cpp-python=={version}", sdist=True,
+                     members=(f"llama_cpp_python-{version}/vendor/llama.cpp/",))
+    return root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+
+
 def package_file(requirement: str, member: str) -> Path:
     """One file from a package's wheel (`requirement` pins it: name==version), fetched once."""
     if "==" not in requirement:
