@@ -195,7 +195,7 @@ def artifacts(hf: Path, export: Path, report: dict[str, Any], seq_len: int
     """(name, scorer factory, model files) in the evaluate stage's naming: hf, GGUFs by file name, ONNX by dir."""
     from smoledge.evaluate.perplexity import GGUFScorer, ORTScorer, TorchScorer
     from smoledge.bench.select import onnx_files
-    from smoledge.evaluate.stage import HF_ARTIFACT
+    from smoledge.evaluate.tables import HF_ARTIFACT
 
     out: list[tuple[str, Callable[[], Any], list[Path] | None]] = [(HF_ARTIFACT, lambda: TorchScorer(hf), None)]
     for dtype in report["order"]:
@@ -212,7 +212,8 @@ def score_all(hf: Path, export: Path, report: dict[str, Any], inputs: dict[str, 
     from transformers import AutoTokenizer
 
     from smoledge.evaluate.perplexity import Score, score, token_byte_lengths
-    from smoledge.evaluate.stage import count_params, held_out_ids, quant_table
+    from smoledge.evaluate.stage import count_params, held_out_ids
+    from smoledge.evaluate.tables import quant_table
 
     tok = AutoTokenizer.from_pretrained(hf)
     token_bytes = token_byte_lengths(tok)
@@ -311,11 +312,11 @@ def main() -> None:
     export, report, export_s = export_all(hf, args, inputs)
     scores = score_all(hf, export, report, inputs, args)
 
-    from smoledge.evaluate.stage import HF_ARTIFACT, markdown_table, quant_markdown, reference_note
+    from smoledge.evaluate.tables import HF_ARTIFACT, markdown_table, quant_markdown, reference_note
 
     hf_ppl = scores["overall"][HF_ARTIFACT]["ppl"]
     print()
-    print(quant_markdown(scores["quantization"], reference_note({}, [])))
+    print(quant_markdown(scores["quantization"], reference_note({}, {})))
     print(f"PyTorch (hf, fp32) ppl {hf_ppl:.4f}; {scores['params']:,} parameters; seq_len {args.seq_len_eval}, "
           f"up to {args.max_tokens} held-out tokens per language ({sum(scores['tokens_per_language'].values())} "
           f"in all)\n")

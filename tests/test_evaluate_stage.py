@@ -259,3 +259,33 @@ def test_a_failing_passkey_gate_names_gate_value_and_limit(export_dir: Path, sha
     assert gates == [{"gate": "min_passkey_accuracy@128", "device": "x86_64-avx2-laptop", "artifact": "model-q8_0.gguf",
                       "measured": 0.0, "limit": 0.5, "passed": False}]
     assert '<td class="fail">FAIL</td>' in (ctx.dir / "report.html").read_text()
+
+
+def test_devices_on_one_artifact_share_its_check_and_an_intermediate_gguf_is_not_scored(
+        export_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Two devices that pick q8_0 over the same lengths get one passkey check, labelled with both, on at most
+    this machine's cores (the 16-thread profile would oversubscribe them); the f16 GGUF export wrote only as
+    the K-quants' source (export.gguf_types asks for q4_k_m, not f16) is not scored."""
+    from smoledge.evaluate import stage
+    from smoledge.export.config import ExportConfig
+    from smoledge.export.gguf import write_gguf
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(export_dir, run_dir / "export")
+    write_gguf(run_dir / "export" / "hf", run_dir / "export" / "model-f16.gguf", "f16")
+    write_curated(run_dir / "curate" / "curated.parquet", shared_data)
+    big = _device_profile(tmp_path / "big-box.yaml", budget_gb=4.0)
+    big.write_text(big.read_text().replace("threads: 1", "threads: 16").replace("cores: 2", "cores: 16"))
+    ctx = make_ctx(run_dir, evaluate_config(seq_len=128, max_tokens_per_language=256),
+                   devices=["x86_64-avx2-laptop", str(big)])
+    ctx.recipe.export = ExportConfig(gguf_types=["q8_0", "q4_k_m"], onnx=False, onnx_int8=[])
+    stage.run(ctx)
+    report = json.loads((ctx.dir / "report.json").read_text())
+
+    assert set(report["overall"]) == {"hf", "model-f32.gguf", "model-q8_0.gguf"}
+    assert [d["artifact"] for d in report["devices"].values()] == ["model-q8_0.gguf"] * 2
+    cores = stage.host_cores()
+    label = f"model-q8_0.gguf on x86_64-avx2-laptop, big-box ({min(16, cores)} threads)"
+    assert set(report["passkey"]) == {"hf (fp32, PyTorch)", label}
+    assert all(d["passkey"] == report["passkey"][label] for d in report["devices"].values())
+    assert report["devices"]["big-box"]["threads"] == 16  # the device's own count stays in the report

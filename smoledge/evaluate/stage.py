@@ -17,19 +17,19 @@ failing gate stops the build, so the numbers that failed it are there to read.
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json, atomic_write_text, sha256_file
-from smoledge.layout import ONNX_FP32, EvaluateFiles, ExportFiles
+from smoledge.evaluate.tables import (HF_ARTIFACT, quant_table, reference_note, report_markdown,
+                                      summary_line)
+from smoledge.layout import EvaluateFiles, ExportFiles
 from smoledge.recipe import Recipe
 from smoledge.stage import Stage, StageContext, StageResult
 
-HF_ARTIFACT = "hf"
-# The fp32 reference each runtime's quantized artifacts are compared with.
-GGUF_FP32 = ExportFiles(Path()).gguf("f32").name
 REPORT_FORMAT = 2
 PASSKEY_SEED = 1234
 # Where a model-source build's held-out text comes from (it curates none).
@@ -71,7 +71,10 @@ def run(ctx: StageContext) -> StageResult:
     sets = eval_set_ids(cfg, tok)
     tasks = load_tasks(cfg)
 
-    artifacts = list_artifacts(export_dir, cfg)
+    # An imported GGUF is scored whatever its type; export's own intermediates are not shipped, so not scored.
+    skip = set() if ctx.recipe.model.is_gguf else {ctx.files.export.gguf(t).name
+                                                   for t in ctx.recipe.export.intermediate_types()}
+    artifacts = list_artifacts(export_dir, cfg, skip)
     ppl, set_ppl, overall = score_artifacts(ctx, artifacts, by_lang, sets, token_bytes, cfg.seq_len)
     ggufs = [a.files[0] for a in artifacts if a.name.endswith(".gguf") and a.files]
     params = count_params(hf) or (gguf_params(ggufs[0]) if ggufs else 0)
@@ -87,8 +90,11 @@ def run(ctx: StageContext) -> StageResult:
     task_results: dict[str, dict[str, Any]] = {t: {} for t in tasks}
 
     ref_label = f"{HF_ARTIFACT} (fp32, PyTorch)"
-    checks = [(ref_label, None, lambda n_ctx, threads: make_scorer(export_dir, HF_ARTIFACT, n_ctx, threads),
-               lengths, None)] if has_weights(hf) else []
+    checks = [(ref_label, [], HF_ARTIFACT, lengths, None)] if has_weights(hf) else []
+    # Devices that run the same artifact over the same lengths share one check: its numbers depend on the
+    # artifact and the tokens, not on the thread count (ggml gives each output row to one thread: logits of
+    # SmolLM2-135M Q4_1, q8_0 and q4_k_m are bit for bit the same at 1, 2 and 4 threads).
+    shared: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
     unsuited: list[str] = []
     for profile in ctx.recipe.device_profiles():
         n_ctx = min(profile.max_context, max_pos)
@@ -104,23 +110,26 @@ def run(ctx: StageContext) -> StageResult:
                                  "n_ctx": n_ctx, "reason": choice.reason, "ram_bytes": choice.ram_bytes,
                                  "rejected": choice.rejected, "ppl_delta_pct": deltas.get(choice.name),
                                  "ppl": overall[choice.name].ppl if choice.name in overall else None}
-        label = f"{choice.name} on {profile.name} ({profile.threads} threads)"
-        checks.append((label, profile.name,
-                       lambda n_ctx, threads, name=choice.name: make_scorer(export_dir, name, n_ctx, threads),
-                       [n for n in lengths if n <= n_ctx], profile.threads))
+        shared.setdefault((choice.name, tuple(n for n in lengths if n <= n_ctx)), []).append(profile)
+    for (name, device_lengths), profiles in shared.items():
+        # At most this machine's cores: more threads than cores make llama.cpp's and onnxruntime's
+        # spinning workers wait on each other, several times slower for the same numbers.
+        threads = min(max(p.threads for p in profiles), host_cores())
+        label = f"{name} on {', '.join(p.name for p in profiles)} ({threads} threads)"
+        checks.append((label, [p.name for p in profiles], name, list(device_lengths), threads))
 
-    for label, device, factory, device_lengths, threads in checks:
+    for label, on_devices, name, device_lengths, threads in checks:
         need = max([cfg.seq_len, *device_lengths]) if cfg.passkey.enabled else cfg.seq_len
-        scorer = factory(need, threads)
+        scorer = make_scorer(export_dir, name, need, threads)
         if cfg.passkey.enabled and device_lengths:
             ctx.progress.update(f"passkey {label}")
             passkey[label] = run_passkey(scorer, tok, filler, device_lengths, cfg, trained)
-        for name, items in tasks.items():
-            ctx.progress.update(f"task {name} {label}")
-            task_results[name][label] = run_task_items(scorer, tok, items, cfg.seq_len)
-        if device is not None:
+        for task, items in tasks.items():
+            ctx.progress.update(f"task {task} {label}")
+            task_results[task][label] = run_task_items(scorer, tok, items, cfg.seq_len)
+        for device in on_devices:
             devices[device]["passkey"] = passkey.get(label)
-            devices[device]["tasks"] = {name: task_results[name][label] for name in tasks}
+            devices[device]["tasks"] = {task: task_results[task][label] for task in tasks}
         del scorer
 
     gate_results = check_gates(cfg.gates, {n: d for n, d in devices.items() if d["artifact"]}, trained)
@@ -135,7 +144,7 @@ def run(ctx: StageContext) -> StageResult:
         "eval_sets": set_ppl,
         "overall": {n: {"ppl": s.ppl, "bpb": s.bpb, "tokens": s.tokens} for n, s in overall.items()},
         "quantization": table,
-        "reference": reference_note(table, artifacts),
+        "reference": reference_note(table, {a.name: a.files for a in artifacts if a.files}),
         "held_out_source": (BUILTIN_SOURCE if ctx.recipe.model.source else "curated valid split"),
         "devices": devices,
         "passkey": passkey,
@@ -166,8 +175,8 @@ class Artifact:
         self.name, self.files = name, files
 
 
-def list_artifacts(export_dir: Path, cfg: Any) -> list[Artifact]:
-    """hf, then each GGUF (evaluate.gguf), then onnx/ and its int8 variants (evaluate.onnx)."""
+def list_artifacts(export_dir: Path, cfg: Any, skip: set[str] = frozenset()) -> list[Artifact]:
+    """hf, then each GGUF (evaluate.gguf) not in `skip`, then onnx/ and its int8 variants (evaluate.onnx)."""
     from smoledge.bench.select import onnx_files
 
     # An imported GGUF has no weights in hf/: no PyTorch reference to score.
@@ -177,7 +186,7 @@ def list_artifacts(export_dir: Path, cfg: Any) -> list[Artifact]:
         if not ggufs:
             raise SmoledgeError(f"evaluate.gguf is true but {export_dir} holds no model-*.gguf; "
                                 "re-run export or set evaluate.gguf: false")
-        out += [Artifact(p.name, [p]) for p in ggufs]
+        out += [Artifact(p.name, [p]) for p in ggufs if p.name not in skip]
     if cfg.onnx:
         # onnx/ first: it is the reference its int8 variants are compared with.
         dirs = [d for d in ExportFiles(export_dir).onnx_dirs() if onnx_files(d)]
@@ -344,25 +353,12 @@ def eval_set_ids(cfg: Any, tok: Any) -> dict[str, dict[str, list[int]]]:
     return {s.name: load_eval_set(s.path, tok, cfg.max_tokens_per_language, s.lang or None) for s in cfg.eval_sets}
 
 
-# ----------------------------------------------------------------------------- tables
-
-def reference_of(name: str, files: dict[str, list[Path]]) -> str:
-    """The artifact `name`'s perplexity change is measured against: the fp32 artifact of its runtime, or, when
-    there is none (an imported GGUF), the largest artifact of that runtime present: the best one there is."""
-    fp32 = GGUF_FP32 if name.endswith(".gguf") else ONNX_FP32
-    if fp32 in files:
-        return fp32
-    same = [n for n in files if n.endswith(".gguf") == name.endswith(".gguf")]
-    return max(same, key=lambda n: sum(p.stat().st_size for p in files[n]))
+# ----------------------------------------------------------------------------- sizes
 
 
-def reference_note(table: dict[str, Any], artifacts: list[Artifact]) -> str:
-    files = {a.name: a.files for a in artifacts if a.files}
-    refs = sorted({reference_of(n, files) for n in table})
-    if all(r in (GGUF_FP32, ONNX_FP32) for r in refs):
-        return "Δ ppl is against the fp32 artifact of the same runtime (model-f32.gguf, onnx)"
-    return (f"no fp32 artifact (the model was imported quantized, with no PyTorch reference): Δ ppl is against "
-            f"the best artifact present, {', '.join(refs)}")
+def host_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def has_weights(hf: Path) -> bool:
@@ -393,108 +389,6 @@ def count_params(hf: Path) -> int:
             for name in f.keys():
                 total += math.prod(f.get_slice(name).get_shape())
     return total
-
-
-def quant_table(overall: dict[str, Any], files: dict[str, list[Path]], params: int) -> dict[str, dict[str, float]]:
-    """Per GGUF or ONNX artifact: bytes on disk, bits per weight (file bits / parameters: for a GGUF its
-    metadata and tokenizer included, as a device stores them), overall perplexity and its change vs the
-    fp32 artifact of the same runtime (model-f32.gguf for GGUF files, onnx/ for ONNX ones)."""
-    table = {}
-    for name, s in overall.items():
-        if name not in files:
-            continue
-        ref = overall.get(reference_of(name, files))
-        size = sum(p.stat().st_size for p in files[name])
-        delta = 100 * (s.ppl / ref.ppl - 1) if ref is not None and ref.ppl > 0 else float("nan")
-        table[name] = {"bytes": size, "bits_per_weight": 8 * size / max(params, 1), "ppl": s.ppl,
-                       "ppl_delta_pct_vs_fp32": delta}
-    return table
-
-
-def quant_markdown(table: dict[str, dict[str, float]], note: str) -> str:
-    if not table:
-        return ""
-    lines = ["# Quantization", "",
-             note + ".", "",
-             "| artifact | size | bits/weight | ppl | Δ ppl vs fp32 |", "|---|---:|---:|---:|---:|"]
-    for name, row in table.items():
-        lines.append(f"| {name} | {row['bytes'] / 1e6:.2f} MB | {row['bits_per_weight']:.2f} | {row['ppl']:.3f} | "
-                     f"{row['ppl_delta_pct_vs_fp32']:+.2f}% |")
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(report: dict[str, dict[str, dict[str, float]]], title: str = "Held-out perplexity") -> str:
-    """Rows: artifacts; columns: ppl / bpb per language."""
-    langs = sorted({lang for per in report.values() for lang in per})
-    head = "| artifact | " + " | ".join(f"{l} ppl | {l} bpb" for l in langs) + " |"
-    sep = "|---|" + "---:|---:|" * len(langs)
-    lines = [f"# {title}", "", head, sep]
-    for name, per in report.items():
-        cells = [f"{per[l]['ppl']:.2f} | {per[l]['bpb']:.3f}" if l in per else "- | -" for l in langs]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    first = next(iter(report.values()))
-    tokens = ", ".join(f"{l} {first[l]['tokens']}" for l in langs if l in first)
-    lines += ["", f"Tokens scored per language: {tokens}.", ""]
-    return "\n".join(lines)
-
-
-def passkey_markdown(passkey: dict[str, Any]) -> str:
-    """Accuracy by context length (mean over depths), one row per artifact."""
-    if not passkey:
-        return ""
-    lengths = sorted({int(n) for g in passkey.values() for n in g["by_length"]})
-    lines = ["# Passkey retrieval", "", "Accuracy per context length (mean over needle depths).", "",
-             "| artifact | " + " | ".join(str(n) for n in lengths) + " | falls off |",
-             "|---|" + "---:|" * len(lengths) + "---|"]
-    for label, g in passkey.items():
-        cells = [f"{g['by_length'][str(n)]:.2f}" if str(n) in g["by_length"] else "-" for n in lengths]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {g['falloff_text']} |")
-    return "\n".join(lines) + "\n"
-
-
-def report_markdown(report: dict[str, Any]) -> str:
-    parts = [markdown_table(report["perplexity"])]
-    for name, per in report["eval_sets"].items():
-        parts.append(markdown_table(per, f"Eval set: {name}"))
-    parts.append(quant_markdown(report["quantization"], report.get("reference") or reference_note({}, [])))
-    if report["devices"]:
-        parts.append("# Devices\n\n| device | artifact | threads | context | why |\n|---|---|---:|---:|---|\n" + "".join(
-            f"| {n} | {d['artifact'] or 'none suits'} | {d['threads']} | {d['n_ctx']} | {d['reason']} |\n"
-            for n, d in report["devices"].items()))
-    parts.append(passkey_markdown(report["passkey"]))
-    for task, per in report["tasks"].items():
-        parts.append(f"# Task: {task}\n\n| artifact | n | acc | ± stderr | acc_norm | acc_bytes | chance |\n"
-                     "|---|---:|---:|---:|---:|---:|---:|\n" + "".join(
-                         f"| {label} | {r['n']} | {r['acc']:.3f} | {r['acc_stderr']:.3f} | {r['acc_norm']:.3f} | "
-                         f"{r['acc_bytes']:.3f} | {r['chance']:.3f} |\n" for label, r in per.items()))
-    if report["gates"]:
-        parts.append("# Gates\n\n| gate | device | artifact | measured | limit | result |\n|---|---|---|---:|---:|---|\n"
-                     + "".join(f"| {g['gate']} | {g['device']} | {g['artifact']} | {g['measured']:.4g} | "
-                               f"{g['limit']:.4g} | {'pass' if g['passed'] else 'FAIL'} |\n" for g in report["gates"]))
-    return "\n".join(p for p in parts if p)
-
-
-def summary_line(ppl: dict[str, dict[str, dict[str, float]]], overall: dict[str, Any],
-                 table: dict[str, dict[str, float]] | None = None,
-                 devices: dict[str, dict[str, Any]] | None = None) -> str:
-    """e.g. 'ppl en 21.3 fr 24.0 (q8_0 8.5 bpw Δ +0.3%) laptop: q8_0': HF per language, drift, device picks."""
-    # The PyTorch model, or for an imported GGUF (no weights to run) the best artifact present.
-    ref_name = HF_ARTIFACT if HF_ARTIFACT in ppl else max(overall, key=lambda n: (table or {}).get(n, {}).get("bytes", 0))
-    ref = ppl[ref_name]
-    parts = ["ppl " + " ".join(f"{lang} {v['ppl']:.1f}" for lang, v in ref.items())]
-    base = overall[ref_name].ppl
-    drifts = []
-    for name, s in overall.items():
-        if name != ref_name and math.isfinite(base) and base > 0:
-            label = name.removeprefix("model-").removesuffix(".gguf")
-            bpw = f" {table[name]['bits_per_weight']:.1f} bpw" if table and name in table else ""
-            drifts.append(f"{label}{bpw} \u0394 {100 * (s.ppl / base - 1):+.2f}%")
-    if drifts:
-        parts.append("(" + ", ".join(drifts) + ")")
-    for name, d in (devices or {}).items():
-        parts.append(f"{name}: {d['artifact']}")
-    return " ".join(parts)
-
 
 
 STAGE = Stage(run=run, external_inputs=external_inputs)

@@ -78,3 +78,8 @@ class ExportConfig(Section):
             self.fail("parity_greedy_tokens", f"must be between 1 and 256, got {self.parity_greedy_tokens}")
         if len(self.parity_text.split()) < 2:
             self.fail("parity_text", "needs a sentence or more (a few words at least) to compare logits on")
+
+    def intermediate_types(self) -> list[str]:
+        """GGUF types written only as another type's source, not asked for: f16 for llama.cpp's K-quants.
+        Export writes and checks them; evaluate does not score them (nobody ships them)."""
+        return ["f16"] if any(t in FROM_F16 for t in self.gguf_types) and "f16" not in self.gguf_types else []

@@ -130,9 +130,7 @@ def export_model(hf: Path, out_dir: Path, cfg: Any, windows: list[list[int]] | N
     if (cfg.onnx_int8_static or cfg.imatrix) and not windows:
         raise SmoledgeError("export.onnx_int8_static and export.imatrix need calibration windows from the curated "
                             "training split; none were given")
-    wanted = list(dict.fromkeys(cfg.gguf_types))
-    if any(t in FROM_F16 for t in wanted) and "f16" not in wanted:
-        wanted.insert(0, "f16")  # the K-quants' source
+    wanted = cfg.intermediate_types() + list(dict.fromkeys(cfg.gguf_types))
     # f32 first (the reference), then smoledge's own files, then llama.cpp's quants of the f16 one.
     types = ["f32"] + [t for t in wanted if t != "f32" and t not in FROM_F16] + [t for t in wanted if t in FROM_F16]
     report: dict[str, Any] = {"limit": cfg.parity_max_abs_logit_diff, "files": {}, "order": types}
