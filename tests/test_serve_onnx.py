@@ -15,7 +15,7 @@ import pytest
 from test_serve_api import REPO
 from test_serve_torchfree import board_env  # noqa: F401 - fixture
 
-from smoledge.serve.generation import RequestError, Sampling
+from smoledge.serve.generation import RequestError, Sampling, Token
 from smoledge.serve.llama_backend import LlamaBackend
 from smoledge.serve.ort_backend import PREFILL_CHUNK, OrtBackend, penalize, sample_token
 
@@ -357,28 +357,81 @@ def test_repetition_penalties_follow_llama_cpp_arithmetic() -> None:
     assert {sample_token(probs, 1.0, 1.0, 0, rng, min_p=0.2) for _ in range(200)} == {0, 1, 2}
 
 
-def test_repeat_penalty_changes_greedy_output_and_cuts_repeats(ort) -> None:
-    def greedy(**kw) -> tuple[str, list[int]]:
-        job = ort.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0, **kw), logprobs=0)
-        done = ort.complete(job)
-        ids = [ort.tokenizer.token_to_id(t) for t in done.logprobs.tokens]  # type: ignore[union-attr]
-        return done.text, ids
+@pytest.mark.parametrize("which", ["ort", "llama"])
+def test_repeat_penalty_changes_greedy_output_and_cuts_repeats(request, which: str) -> None:
+    base = request.getfixturevalue(which)
 
-    plain, plain_ids = greedy()
-    penalized, penalized_ids = greedy(repeat_penalty=1.8, frequency_penalty=0.5)
+    def greedy(**kw) -> tuple[str, list[str]]:
+        done = base.complete(base.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, temperature=0.0, **kw), logprobs=0))
+        return done.text, done.logprobs.tokens  # type: ignore[union-attr]
+
+    plain, plain_tokens = greedy()
+    penalized, penalized_tokens = greedy(repeat_penalty=1.8, frequency_penalty=0.5)
     assert penalized != plain
-    repeats = [len(ids) - len(set(ids)) for ids in (plain_ids, penalized_ids)]
+    repeats = [len(t) - len(set(t)) for t in (plain_tokens, penalized_tokens)]
     assert repeats[1] < repeats[0], repeats
     assert greedy(repeat_penalty=1.8, frequency_penalty=0.5)[0] == penalized  # still deterministic
+    assert greedy(presence_penalty=2.0)[0] != plain
 
 
-def test_llama_cpp_refuses_sampling_fields_it_does_not_apply(llama) -> None:
-    for name, value in (("repeat_penalty", 1.2), ("top_k", 40), ("min_p", 0.05), ("presence_penalty", 0.5),
-                        ("frequency_penalty", 0.5)):
-        with pytest.raises(RequestError, match=f"{name} is not applied by this server's LlamaBackend") as e:
-            llama.prepare("hi", Sampling(**{name: value}))
-        assert e.value.param == name
-    assert llama.prepare("hi", Sampling(repeat_penalty=1.0, top_k=0)).tokens  # the defaults are no request
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_llama_cpp_penalizes_with_the_onnx_backends_arithmetic(llama, sharp_model_dir: Path, prompt: str) -> None:
+    """llama.cpp's penalties sampler, fed the prompt's last tokens, picks what PyTorch's logits give under
+    the ONNX backend's penalize(), token for token up to a near-tie (runtimes round differently, and a
+    tiny random model has many ties)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from smoledge.serve.generation import PENALTY_LAST_N
+    from smoledge.serve.llama_engine import EngineJob
+
+    s = Sampling(repeat_penalty=1.3, presence_penalty=0.4, frequency_penalty=0.2)
+    tokens = llama.tokenize(prompt)
+    model = AutoModelForCausalLM.from_pretrained(sharp_model_dir).eval()
+    ref, margins = [], []
+    with torch.no_grad():
+        for _ in range(N_NEW):
+            logits = model(torch.tensor([tokens + ref])).logits[0, -1].numpy()  # (V,)
+            x = penalize(logits, (tokens + ref)[-PENALTY_LAST_N:], s)
+            top2 = np.sort(x)[-2:]
+            ref.append(int(np.argmax(x)))
+            margins.append(float(top2[1] - top2[0]))
+    job = EngineJob(seq=0, tokens=tokens, max_tokens=N_NEW, cache_prompt=False, repeat_penalty=s.repeat_penalty,
+                    presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty)
+    got = [e.id for e in llama.engine.submit(job).events() if isinstance(e, Token)]
+    same = next((i for i, (a, b) in enumerate(zip(got, ref)) if a != b), min(len(got), len(ref)))
+    assert same == len(ref) or (same < len(got) and margins[same] < 1e-3), (same, margins[same], got, ref)
+    assert ref[:same] == got[:same] and same >= 4
+    assert ref != torch_greedy(sharp_model_dir, tokens, N_NEW)  # the penalties changed the text
+
+
+@pytest.mark.parametrize("which", ["ort", "llama"])
+def test_top_k_and_min_p_narrow_the_draw(request, which: str) -> None:
+    """At temperature 1, top_k=1 and min_p=1 leave only the most likely token: the greedy text, whatever the
+    seed; without them the seeded draws wander off it."""
+    base = request.getfixturevalue(which)
+
+    def text(**kw) -> str:
+        return base.complete(base.prepare(PROMPTS[0], Sampling(max_tokens=N_NEW, **kw))).text
+
+    greedy = text(temperature=0.0)
+    for seed in (1, 2, 3):
+        assert text(temperature=1.0, top_k=1, seed=seed) == greedy
+        assert text(temperature=1.0, min_p=1.0, seed=seed) == greedy
+    assert any(text(temperature=1.5, seed=seed) != greedy for seed in (1, 2, 3))
+
+
+def test_a_request_may_read_its_whole_prompt_instead_of_a_cached_prefix(llama) -> None:
+    """cache_prompt false reads every prompt token again (the cold text exactly); the default reuses the
+    prefix the sequence holds and reads only the last token."""
+    job = llama.prepare(PROMPTS[1], Sampling(max_tokens=4, temperature=0.0, cache_prompt=False))
+    cold = llama.complete(job).text
+    read = llama.engine.prompt_tokens_read
+    assert llama.complete(llama.prepare(PROMPTS[1], Sampling(max_tokens=4, temperature=0.0))).text
+    assert llama.engine.prompt_tokens_read - read == 1
+    read = llama.engine.prompt_tokens_read
+    again = llama.complete(llama.prepare(PROMPTS[1], Sampling(max_tokens=4, temperature=0.0, cache_prompt=False)))
+    assert llama.engine.prompt_tokens_read - read == len(job.tokens) and again.text == cold
 
 
 @pytest.mark.parametrize("which", ["ort", "llama"])

@@ -69,6 +69,10 @@ class Sampling:
     """OpenAI's: subtracted from the logit of every token among the last PENALTY_LAST_N; 0: off."""
     frequency_penalty: float = 0.0
     """OpenAI's: subtracted from a token's logit once per time it occurs among the last PENALTY_LAST_N."""
+    cache_prompt: bool = True
+    """Read only the part of the prompt a slot's KV cache does not hold (llama-server's field). False: read
+    it all, so a greedy completion does not depend on what the slot ran before (kernels round differently
+    for a prompt read whole than for a cached prefix plus the rest). A backend without reuse reads it all."""
 
 
 # Sampling fields that change the output only when set away from their default, and that a backend

@@ -25,9 +25,14 @@ from the one row of logits the sampler used, and echo + logprobs asks the engine
 prompt position, a chunk at a time, reduced to log-probabilities on the spot. Requests without
 logprobs compute none.
 
-Sampling: the engine's sampler chain takes temperature, top-p, a seed and a grammar (grammar.py);
-the optional fields (top_k, min_p and the repetition penalties) are not in it, so `sampling_options`
-is empty and prepare answers a request that sets one with a 400 naming it.
+Sampling: the engine's sampler chain applies every field the ONNX backend does, in its order and with
+its arithmetic (repetition penalties over the last PENALTY_LAST_N tokens, then temperature, top-k,
+top-p, min-p and a seeded draw), plus a grammar.
+
+Prefix reuse: a request reads only what its sequence's KV cache does not already hold, as llama-server's
+`cache_prompt` does. llama.cpp's kernels round differently for different batch shapes (a prompt read whole,
+or its cached prefix plus the rest), so a greedy completion can end on the other side of a near-tie
+after a reuse; a request that needs the cold text exactly sends `"cache_prompt": false`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Iterator
 
 from smoledge.errors import SmoledgeError
 from smoledge.serve.chat_template import ChatTemplate
-from smoledge.serve.generation import Job, PromptScores, Sampled, Sampling
+from smoledge.serve.generation import OPTIONAL_SAMPLING, Job, PromptScores, Sampled, Sampling
 from smoledge.serve.grammar import compile_grammar
 from smoledge.serve.llama_engine import Done, EngineJob, LlamaEngine, Request
 from smoledge.serve.text_backend import TextBackend
@@ -51,6 +56,7 @@ UNUSED_CTX = 8
 
 class LlamaBackend(TextBackend):
     supports_grammar = True
+    sampling_options = frozenset(OPTIONAL_SAMPLING)
 
     def __init__(
         self,
@@ -133,6 +139,8 @@ class LlamaBackend(TextBackend):
         request = self.engine.submit(EngineJob(
             seq=seq, tokens=job.tokens, max_tokens=job.max_tokens, temperature=s.temperature, top_p=s.top_p,
             seed=s.seed % (1 << 32) if s.seed is not None else self._lib.LLAMA_DEFAULT_SEED,
+            top_k=s.top_k, min_p=s.min_p, repeat_penalty=s.repeat_penalty, presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty, cache_prompt=s.cache_prompt,
             grammar=job.grammar, logprobs=job.logprobs, score_prompt=scores is not None,
             stop_ids=frozenset(self.stop_ids), also_cancel=job.cancel))
         try:

@@ -22,17 +22,17 @@ chunk per step instead of stalling them for the whole prompt.
 A step costs Python almost nothing next to the decode, which is what lets this engine sit in the
 server's process instead of behind llama.cpp's own C++ server (issue 19 weighed both). The batch is
 numpy arrays that llama.cpp reads in place, filled with a few slice assignments; the logits of the
-step are one view of llama.cpp's output buffer; greedy requests without a grammar are one argmax
-over it for all of them (first of equal maxima, as llama.cpp's greedy sampler), the others use
-their own llama.cpp sampler chain (grammar, temperature, top-p, a seeded draw); end-of-generation
-ids are a set made once. Each ctypes call also hands the GIL to the server's threads and waits to
-get it back, so the per-token calls that were here (batch fields, sampler, llama_vocab_is_eog)
-are gone. Measured on SmolLM2-135M-Instruct Q4_1, 2 threads, 220-token prompts, 64 tokens each:
-the scheduler thread's CPU outside llama_decode per step went from 1.5-1.8 ms to 0.44-0.59 ms with
-16 requests and from 0.84 to 0.30 ms with 4, against llama_decode floors of 8 ms (1 request),
-23-29 ms (4) and 72-78 ms (16) per generation step: under 1% either way.
+step are one view of llama.cpp's output buffer; greedy requests without a grammar or penalties are
+one argmax over it for all of them (first of equal maxima, as llama.cpp's greedy sampler), the others
+use their own llama.cpp sampler chain (penalties, grammar, temperature, top-k, top-p, min-p, a seeded
+draw); end-of-generation ids are a set made once. A step makes no call into llama.cpp per token: each
+ctypes call hands the GIL to the server's threads and waits to get it back. Measured on
+SmolLM2-135M-Instruct Q4_1, 2 threads, 220-token prompts, 64 tokens each: the scheduler thread's CPU
+outside llama_decode is 0.44-0.59 ms per step with 16 requests and 0.30 ms with 4 (1.5-1.8 and 0.84 ms
+with per-token calls for the batch fields, the sampler and llama_vocab_is_eog), against llama_decode
+floors of 8 ms (1 request), 23-29 ms (4) and 72-78 ms (16) per generation step: under 1% either way.
 
-What did cost was the order of the batch. With a KV stream per sequence, llama.cpp puts into one
+What costs is the order of the batch. With a KV stream per sequence, llama.cpp puts into one
 micro-batch only tokens whose sequences follow each other (s, s+1, ...) in batch order; requests
 in arrival order, on sequences handed out as they came free, split a step into up to one
 micro-batch per request, and 16 generation tokens decoded 2x slower shuffled than in sequence
@@ -58,7 +58,7 @@ llama-cpp-python's own loop decodes, alone or batched (tests/test_serve_engine.p
 
 A sequence keeps its tokens in the KV cache after its request ends; the next request on that
 sequence reuses the longest common prefix (a chat's history, a fixed system prompt) and reads
-only the rest. Echo with logprobs reads the whole prompt with logits at every position,
+only the rest, unless the request says cache_prompt=False. Echo with logprobs reads the whole prompt with logits at every position,
 ECHO_CHUNK positions per step, so llama.cpp's output buffer stays ECHO_CHUNK x vocab.
 
 The engine knows tokens, not text: stop strings, UTF-8 and OpenAI's shapes are the backend's
@@ -78,7 +78,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from smoledge.serve.generation import Token, log_softmax, top_alternatives
+from smoledge.serve.generation import PENALTY_LAST_N, Token, log_softmax, top_alternatives
 
 # Prompt positions read per step when every position's logits are wanted (echo + logprobs).
 ECHO_CHUNK = 64
@@ -115,6 +115,14 @@ class EngineJob:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    """The penalties look at the last PENALTY_LAST_N tokens, prompt included (generation.Sampling)."""
+    cache_prompt: bool = True
+    """Reuse the longest prefix of `tokens` the sequence's KV cache holds; False: read the whole prompt."""
     grammar: str | None = None
     """GBNF text, already checked by llama.cpp's parser (the backend's prepare)."""
     logprobs: int | None = None
@@ -275,7 +283,8 @@ class LlamaEngine:
         job, lib = r.job, self._lib
         cached = self.cached[job.seq]
         keep = 0
-        if not job.score_prompt:  # scoring needs logits at every prompt position: read them all
+        # Scoring needs logits at every prompt position: read them all.
+        if job.cache_prompt and not job.score_prompt:
             # At least the last prompt token is decoded again: its logits give the first new token.
             limit = min(len(cached), len(job.tokens) - 1)
             while keep < limit and cached[keep] == job.tokens[keep]:
@@ -283,19 +292,32 @@ class LlamaEngine:
         lib.llama_memory_seq_rm(self._memory, job.seq, keep, -1)
         self.cached[job.seq] = cached[:keep]
         r.pending, r.pos = list(job.tokens[keep:]), keep
-        # Greedy without a grammar is an argmax, taken for all such requests at once in _step; the
-        # others sample with their own llama.cpp chain.
-        r.greedy = job.temperature <= 0.0 and job.grammar is None
+        penalized = (job.repeat_penalty, job.presence_penalty, job.frequency_penalty) != (1.0, 0.0, 0.0)
+        # Greedy without a grammar or penalties is an argmax, taken for all such requests at once in
+        # _step; the others sample with their own llama.cpp chain.
+        r.greedy = job.temperature <= 0.0 and job.grammar is None and not penalized
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if penalized:
+            # The arithmetic of the ONNX backend's penalize(); seeded with the prompt's last tokens
+            # (the grammar must not see them, so this sampler takes them before joining the chain).
+            pen = lib.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, job.repeat_penalty,
+                                                   job.frequency_penalty, job.presence_penalty)
+            for token in job.tokens[-PENALTY_LAST_N:]:
+                lib.llama_sampler_accept(pen, token)
+            lib.llama_sampler_chain_add(chain, pen)
         if job.grammar is not None:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_grammar(self.vocab, job.grammar.encode(), b"root"))
         if job.temperature <= 0.0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
-            # Temperature, then nucleus, then one seeded draw: the order OpenAI and transformers use.
+            # Temperature, top-k, top-p, min-p, then one seeded draw: the ONNX backend's order (transformers').
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(job.temperature))
+            if job.top_k > 0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(job.top_k))
             if job.top_p < 1.0:
                 lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(job.top_p, 1))
+            if job.min_p > 0.0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(job.min_p, 1))
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(job.seed))
         r.sampler = chain
 

@@ -123,7 +123,8 @@ def penalize(logits: np.ndarray, recent: Iterable[int], s: Sampling) -> np.ndarr
     out = logits.astype(np.float32, copy=True)  # (V,)
     x = out[ids]  # (U,)
     x = np.where(x <= 0, x * s.repeat_penalty, x / s.repeat_penalty)
-    out[ids] = x - counts * s.frequency_penalty - s.presence_penalty
+    # float32 and llama.cpp's grouping, so both backends round alike: logit -= count * freq + present.
+    out[ids] = x - (counts.astype(np.float32) * np.float32(s.frequency_penalty) + np.float32(s.presence_penalty))
     return out
 
 

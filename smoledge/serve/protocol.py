@@ -134,6 +134,7 @@ class _Base(BaseModel):
     repeat_penalty: float | None = Field(None, gt=0.0, le=10.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    cache_prompt: bool = True
     # OpenAI's end-user id, for the operator's abuse tracking: it does not change the output.
     user: str | None = None
     logit_bias: dict[str, float] | None = Field(None, json_schema_extra={"maxProperties": 0})  # refused: sampling()
@@ -184,6 +185,7 @@ class _Base(BaseModel):
             seed=self.seed,
             grammar=self.grammar,
             json_schema=self.json_schema(),
+            cache_prompt=self.cache_prompt,
             **optional,
         )
 
