@@ -46,6 +46,23 @@ def test_an_hf_dir_without_tokenizer_and_an_unreachable_hub_id_are_refused(tmp_p
         fetch("smoledge-test/no-such-model", None)
 
 
+def test_an_architecture_export_cannot_write_is_refused_before_anything_is_replaced(tmp_path, tiny_model_dir):
+    """A Mamba-2 checkpoint: the export stage's preflight names the model_type and what is exportable, and
+    the previous run's export stays as it was."""
+    mamba = tmp_path / "mamba"
+    shutil.copytree(tiny_model_dir, mamba)
+    config = json.loads((mamba / "config.json").read_text())
+    (mamba / "config.json").write_text(json.dumps({**config, "model_type": "mamba2"}))
+    recipe = Recipe.from_dict({"name": "m", "model": {"source": str(mamba)}})
+    kept = tmp_path / "m" / "export" / "model-q8_0.gguf"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"earlier export")
+    with pytest.raises(SmoledgeError, match=r"model_type 'mamba2' \(model.source .*mamba\) is not exportable; "
+                                            r"smoledge exports llama, smollm3"):
+        build(recipe, runs_root=tmp_path, out=lambda s: None)
+    assert kept.read_bytes() == b"earlier export"
+
+
 def test_a_model_source_recipe_refuses_calibration_it_cannot_have():
     with pytest.raises(ConfigError, match="export.imatrix: calibrates on the curated training split"):
         Recipe.from_dict({"model": {"source": "a/b"}, "export": {"gguf_types": ["q8_0", "q4_k_m"], "imatrix": True}})

@@ -80,6 +80,19 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(outputs=outputs, metrics=metrics, summary=", ".join(parts), artifact=artifact)
 
 
+def preflight(ctx: StageContext) -> None:
+    """An HF model.source whose architecture export cannot write is refused before anything is replaced."""
+    import json
+
+    from smoledge.export.architectures import arch_spec
+
+    source = ctx.recipe.model
+    if not source.source or source.is_gguf:
+        return
+    config = fetch(source.source, source.revision) / "config.json"
+    arch_spec(json.loads(config.read_text()).get("model_type"), f" (model.source {source.source})")
+
+
 def external_inputs(recipe: Recipe) -> dict[str, Any]:
     """An imported model by content (or hub id): replacing the weights behind the same path re-exports."""
     if not recipe.model.source:
@@ -255,4 +268,4 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-STAGE = Stage(run=run, external_inputs=external_inputs)
+STAGE = Stage(run=run, external_inputs=external_inputs, preflight=preflight)
