@@ -284,7 +284,9 @@ def test_devices_on_one_artifact_share_its_check_and_an_intermediate_gguf_is_not
 
     assert set(report["overall"]) == {"hf", "model-f32.gguf", "model-q8_0.gguf"}
     assert [d["artifact"] for d in report["devices"].values()] == ["model-q8_0.gguf"] * 2
-    cores = stage.host_cores()
+    from smoledge.host import local_cores
+
+    cores = local_cores()
     label = f"model-q8_0.gguf on x86_64-avx2-laptop, big-box ({min(16, cores)} threads)"
     assert set(report["passkey"]) == {"hf (fp32, PyTorch)", label}
     assert all(d["passkey"] == report["passkey"][label] for d in report["devices"].values())

@@ -17,7 +17,6 @@ failing gate stops the build, so the numbers that failed it are there to read.
 from __future__ import annotations
 
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json, atomic_write_text, sha256_file
 from smoledge.evaluate.tables import (HF_ARTIFACT, quant_table, reference_note, report_markdown,
                                       summary_line)
+from smoledge.host import local_cores
 from smoledge.layout import EvaluateFiles, ExportFiles
 from smoledge.recipe import Recipe
 from smoledge.stage import Stage, StageContext, StageResult
@@ -114,7 +114,7 @@ def run(ctx: StageContext) -> StageResult:
     for (name, device_lengths), profiles in shared.items():
         # At most this machine's cores: more threads than cores make llama.cpp's and onnxruntime's
         # spinning workers wait on each other, several times slower for the same numbers.
-        threads = min(max(p.threads for p in profiles), host_cores())
+        threads = min(max(p.threads for p in profiles), local_cores())
         label = f"{name} on {', '.join(p.name for p in profiles)} ({threads} threads)"
         checks.append((label, [p.name for p in profiles], name, list(device_lengths), threads))
 
@@ -354,11 +354,6 @@ def eval_set_ids(cfg: Any, tok: Any) -> dict[str, dict[str, list[int]]]:
 
 
 # ----------------------------------------------------------------------------- sizes
-
-
-def host_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def has_weights(hf: Path) -> bool:

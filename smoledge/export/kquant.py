@@ -12,12 +12,12 @@ reimplementing them. The output is written to a temp name and renamed.
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smoledge.errors import SmoledgeError
 from smoledge.export import gguf_constants as C
+from smoledge.host import local_cores
 from smoledge.io import atomic_path
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def quantize_gguf(src: str | Path, dst: str | Path, kind: str, threads: int = 0,
     _refuse_if_no_k_blocks(src, kind)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, C.LLAMA_CPP_QUANTS[kind])
-    params.nthread = threads or len(os.sched_getaffinity(0))
+    params.nthread = threads or local_cores()
     held = ImatrixArray(imatrix) if imatrix else None  # alive until llama.cpp returns
     if held is not None:
         params.imatrix = held.array

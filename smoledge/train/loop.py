@@ -52,15 +52,9 @@ from smoledge.train.module import NextToken, Objective, TrainModule
 from smoledge.train.mtp import MTPHeads, mtp_labels
 from smoledge.train.optim import Optimizers, build_optimizer
 from smoledge.train.runtime import Runtime, barrier, unwrap
+from smoledge.host import local_cores
 from smoledge.train.schedule import lr_factor
 from smoledge.train.stability import DataCursor, Rollback, SpikeGuard
-
-
-def local_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @torch.no_grad()
