@@ -166,6 +166,22 @@ def test_llama_variants_match_pytorch(zoo: Zoo, tmp_path: Path, overrides: dict)
     check_parity(model, write_gguf(model, tmp_path / "m.gguf", "f32"), TEXT, LIMIT)
 
 
+def test_smollm3_without_nope_layers_runs_llama3_rope_as_llama(zoo: Zoo, tmp_path: Path) -> None:
+    """A student pruned from a Llama 3 teacher: a SmolLM3 with no NoPE layers and Llama 3's RoPE scaling is
+    written as llama.cpp's llama graph, whose rope_freqs tensor carries the factors (left out, parity fails)."""
+    llama = json.loads((zoo.dir("llama") / "config.json").read_text())
+    model = zoo.dir("smollm3", no_rope_layers=[1, 1, 1, 1], rope_theta=llama["rope_theta"],
+                    rope_scaling=llama["rope_scaling"])
+    out = write_gguf(model, tmp_path / "m.gguf", "f32")
+    reader = gguf.GGUFReader(out)
+    assert field(reader, "general.architecture") == "llama"
+    assert "rope_freqs.weight" in {t.name for t in reader.tensors}
+    check_parity(model, out, TEXT, LIMIT)
+    bad = write_gguf(model, tmp_path / "bad.gguf", "f32", _mistakes={"rope_freqs"})
+    with pytest.raises(SmoledgeError, match=r"max \|logit diff\| vs PyTorch is .* above the limit"):
+        check_parity(model, bad, TEXT, LIMIT)
+
+
 def test_gemma3_gap_is_llama_cpp_fp16_gelu(zoo: Zoo, tmp_path: Path) -> None:
     """With the MLP's output zeroed, everything else Gemma 3 maps -- (1 + w) norms, query scale folded
     into q_norm, sliding-window pattern and local RoPE base, linear scaling, embedding scale, final

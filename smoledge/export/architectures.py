@@ -90,7 +90,8 @@ ROPE_SCALING_REASONS: dict[str, str] = {
     "longrope": "llama.cpp picks long or short factors once, from the context size it is started with "
                 "(n_ctx > original_max_position_embeddings: long), while transformers picks them per forward "
                 "from the sequence length, so one prompt gets different RoPE depending on llama.cpp's n_ctx",
-    "llama3": "only llama.cpp's llama graph loads the rope_freqs tensor that carries Llama 3's factors",
+    "llama3": "only llama.cpp's llama graph loads the rope_freqs tensor that carries Llama 3's factors (a SmolLM3 "
+              "is written as that graph when it has no NoPE layers: no_rope_interval 0)",
 }
 ROPE_SCALING_REASONS["su"] = ROPE_SCALING_REASONS["longrope"]
 UNPROVEN_SCALING = "smoledge has no parity test proving llama.cpp runs it like transformers on this graph"
@@ -129,7 +130,7 @@ class ArchSpec:
     model_type: str
     graph: MODEL_ARCH
     activations: tuple[str, ...]  # config values of act_attr whose function the llama.cpp FFN computes
-    rope_scalings: tuple[str, ...]  # rope_scaling types llama.cpp reproduces for this model
+    rope_scalings: tuple[str, ...]  # rope_scaling types llama.cpp reproduces for this model (+ llama3 by the graph)
     q_width_free: bool  # the loader sizes Q by n_head*head_dim (else by n_embd: head_dim must be hidden/heads)
     bias_flags: dict[str, frozenset[Slot]] = field(default_factory=dict)  # config flag -> biases HF then adds
     norm_shift: float = 0.0  # added to every *norm.weight: Gemma's RMSNorm multiplies by (1 + w)
@@ -226,7 +227,7 @@ _ATTN_BIASES = _QKV_BIAS | _b(T.ATTN_OUT)
 _MLP_BIASES = _b(T.FFN_GATE, T.FFN_UP, T.FFN_DOWN)
 
 ARCHITECTURES: dict[str, ArchSpec] = {s.model_type: s for s in (
-    ArchSpec("llama", MODEL_ARCH.LLAMA, C.SUPPORTED_ACTIVATIONS, ("yarn", "llama3"), q_width_free=True,
+    ArchSpec("llama", MODEL_ARCH.LLAMA, C.SUPPORTED_ACTIVATIONS, ("yarn",), q_width_free=True,
              bias_flags={"attention_bias": _ATTN_BIASES, "mlp_bias": _MLP_BIASES}),
     ArchSpec("smollm3", MODEL_ARCH.SMOLLM3, C.SUPPORTED_ACTIVATIONS, ("yarn",), q_width_free=True,
              bias_flags={"attention_bias": _ATTN_BIASES, "mlp_bias": _MLP_BIASES}, extra=_smollm3),
@@ -281,7 +282,7 @@ def check_biases(spec: ArchSpec, graph: Graph, conf: Any, where: str) -> None:
 # ---------------------------------------------------------------- RoPE scaling
 
 
-def rope_scaling(spec: ArchSpec, conf: Any, where: str, head_dim: int) -> dict[str, Any]:
+def rope_scaling(spec: ArchSpec, graph: Graph, conf: Any, where: str, head_dim: int) -> dict[str, Any]:
     """GGUF RoPE scaling for the config: {"yarn": {...} | None, "linear": factor | None,
     "rope_freqs": per-frequency divisors | None}; refuses scaling llama.cpp would compute differently."""
     out: dict[str, Any] = {"yarn": None, "linear": None, "rope_freqs": None}
@@ -289,8 +290,11 @@ def rope_scaling(spec: ArchSpec, conf: Any, where: str, head_dim: int) -> dict[s
     kind = (rs or {}).get("rope_type", (rs or {}).get("type"))
     if not rs or kind == "default":
         return out
-    if kind not in spec.rope_scalings:
-        allowed = " or ".join(["plain RoPE", *(ROPE_SCALING_NAMES[k] for k in spec.rope_scalings)])
+    # Llama 3's factors travel as the rope_freqs tensor: any model written as a graph that loads it (Llama, and
+    # a SmolLM3 without NoPE layers, which is written as Llama) runs them.
+    scalings = spec.rope_scalings + (("llama3",) if (T.ROPE_FREQS, "weight") in graph.optional else ())
+    if kind not in scalings:
+        allowed = " or ".join(["plain RoPE", *(ROPE_SCALING_NAMES[k] for k in scalings)])
         reason = ROPE_SCALING_REASONS.get(str(kind), UNPROVEN_SCALING)
         raise SmoledgeError(f"rope_scaling{where} is {kind!r} ({rs}); smoledge exports {allowed} for "
                             f"{spec.model_type}: {reason}. Remove rope_scaling from the model config "

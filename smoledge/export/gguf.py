@@ -177,7 +177,7 @@ def model_hparams(cfg: dict[str, Any], where: Path | str = "") -> dict[str, Any]
         "rms_norm_eps": float(conf.rms_norm_eps),
         "vocab_size": int(conf.vocab_size),
         "tied": bool(conf.tie_word_embeddings),
-        **A.rope_scaling(spec, conf, where, rope_dim),
+        **A.rope_scaling(spec, graph, conf, where, rope_dim),
         "keys": extra.keys,
         "q_norm_scale": extra.q_norm_scale,
     }
