@@ -44,8 +44,6 @@ def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int | None = BOS_ID, eo
 
     layers, hidden, mlp, heads, kv = cfg.dims()
     interval = cfg.no_rope_interval
-    # transformers: no_rope_layers[i] == 1 means layer i *uses* RoPE.
-    use_rope = [int(interval == 0 or (i + 1) % interval != 0) for i in range(layers)]
     return SmolLM3Config(
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -55,9 +53,10 @@ def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int | None = BOS_ID, eo
         num_key_value_heads=kv,
         max_position_embeddings=cfg.max_position_embeddings,
         rope_theta=cfg.rope_theta,
+        rope_scaling=dict(cfg.rope_scaling) if cfg.rope_scaling else None,
         rms_norm_eps=cfg.rms_norm_eps,
         initializer_range=cfg.init_std,
-        no_rope_layers=use_rope,
+        no_rope_layers=cfg.use_rope_layers(),
         no_rope_layer_interval=interval if interval else layers + 1,
         tie_word_embeddings=True,
         attention_bias=False,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from smoledge.config import Section
 
+# The keys of Llama 3's rope_scaling (transformers' _compute_llama3_parameters), rope_type first.
+LLAMA3_ROPE_KEYS = ("rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 # name -> (layers, hidden, mlp, heads, kv_heads)
 PRESETS: dict[str, tuple[int, int, int, int, int]] = {
     "tiny": (2, 64, 192, 4, 2),
@@ -35,6 +37,11 @@ class ModelConfig(Section):
     """Trained context length written to the config (RoPE is relative, this is a limit)."""
     rope_theta: float = 10000.0
     """RoPE base frequency."""
+    rope_scaling: dict[str, Any] | None = None
+    """RoPE scaling as a transformers config.json writes it; only Llama 3's, e.g. Llama 3.2's
+    {rope_type: llama3, factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0,
+    original_max_position_embeddings: 8192}: what a student pruned from such a teacher
+    (distill.init: prune) must rotate with. null: plain RoPE."""
     no_rope_interval: int = 4
     """Every Nth layer uses no positional encoding (NoPE). llama.cpp fixes this at 4;
     0 disables NoPE."""
@@ -68,6 +75,26 @@ class ModelConfig(Section):
             self.fail("no_rope_interval", f"must be >= 0, got {self.no_rope_interval}")
         if self.max_position_embeddings < 16:
             self.fail("max_position_embeddings", f"must be >= 16, got {self.max_position_embeddings}")
+        if self.rope_scaling is not None:
+            self._check_rope_scaling(self.rope_scaling)
+
+    def _check_rope_scaling(self, rs: dict[str, Any]) -> None:
+        if rs.get("rope_type") != "llama3" or set(rs) != set(LLAMA3_ROPE_KEYS):
+            self.fail("rope_scaling", f"{rs} is not Llama 3's scaling; smoledge trains with plain RoPE or "
+                      f"{{{', '.join(LLAMA3_ROPE_KEYS)}}} with rope_type llama3 (copy the teacher's config.json), "
+                      "or null")
+        for key in LLAMA3_ROPE_KEYS[1:]:
+            if isinstance(rs[key], bool) or not isinstance(rs[key], (int, float)) or rs[key] <= 0:
+                self.fail(f"rope_scaling.{key}", f"must be a number > 0, got {rs[key]!r}")
+        if not all(self.use_rope_layers()):
+            # llama.cpp loads Llama 3's per-frequency factors (rope_freqs) only in its llama graph, and only a
+            # SmolLM3 without NoPE layers is written as one (smoledge.export.architectures).
+            self.fail("rope_scaling", "Llama 3's scaling exports only without NoPE layers; set no_rope_interval: 0")
+
+    def use_rope_layers(self) -> list[int]:
+        """transformers' no_rope_layers: 1 where layer i uses RoPE, 0 on every `no_rope_interval`th (NoPE)."""
+        layers, interval = self.dims()[0], self.no_rope_interval
+        return [int(interval == 0 or (i + 1) % interval != 0) for i in range(layers)]
 
     def dims(self) -> tuple[int, int, int, int, int]:
         """(num_layers, hidden_size, intermediate_size, num_heads, num_kv_heads)."""
