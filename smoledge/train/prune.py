@@ -11,6 +11,9 @@ Depth: keep the student's num_hidden_layers teacher layers with the largest tota
 order, each one's RoPE/NoPE matching the student slot it fills (`select_layers`, a DP over (layer, slot)).
 Width: slice the best hidden channels, KV groups (with their best query heads), head dims and MLP neurons
 out of the kept layers. The student is a `student_config` model (tied embeddings) holding those slices.
+
+The teacher is any model smoledge.train.prune_fit accepts (SmolLM3, Llama, Phi-3): the same blocks as the
+student, with Phi-3's q/k/v and gate/up read as row ranges of its fused projections (`_Rows`).
 """
 
 from __future__ import annotations
@@ -22,99 +25,66 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import SmolLM3Config, SmolLM3ForCausalLM
+from torch import nn
+from transformers import PreTrainedModel, SmolLM3Config, SmolLM3ForCausalLM
 
 from smoledge.errors import SmoledgeError
 from smoledge.train.data import IGNORE_INDEX, Batch
-
-_RANDOM = "distill.init: random"
+from smoledge.train.prune_fit import PruneShape, check_fits, select_layers, shape_of
 
 
 @dataclass(frozen=True)
-class _Shape:
-    layers: int
-    hidden: int
-    mlp: int
-    heads: int
-    kv: int
-    head_dim: int
-    use_rope: tuple[int, ...]  # transformers' no_rope_layers: 1 = the layer USES RoPE
+class _Rows:
+    """Output rows [lo, hi) of an nn.Linear: a projection of its own, or its part of a fused one."""
 
-    @property
-    def group(self) -> int:
-        """Query heads per KV head."""
-        return self.heads // self.kv
+    linear: nn.Linear
+    lo: int
+    hi: int
 
     @classmethod
-    def of(cls, cfg: SmolLM3Config) -> "_Shape":
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        return cls(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
-                   cfg.num_key_value_heads, head_dim, tuple(int(u) for u in cfg.no_rope_layers))
+    def whole(cls, linear: nn.Linear) -> "_Rows":
+        return cls(linear, 0, linear.out_features)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight[self.lo:self.hi]   # (rows, in), a view
+
+    def of(self, out: torch.Tensor) -> torch.Tensor:
+        return out[..., self.lo:self.hi]             # (..., rows)
 
 
-def _check_fits(tc: SmolLM3Config, sc: SmolLM3Config) -> None:
-    """Every way the student cannot be a slice of the teacher, as an error naming the field and the fix."""
-    t, s = _Shape.of(tc), _Shape.of(sc)
-    if sc.vocab_size != tc.vocab_size:
-        raise SmoledgeError(
-            f"prune: the student's vocab_size {sc.vocab_size} differs from the teacher's {tc.vocab_size}; pruning "
-            f"slices the teacher's embeddings, so both must use the teacher's tokenizer (or use {_RANDOM})")
-    for field, name, sv, tv in (("num_layers", "layers", s.layers, t.layers),
-                                ("hidden_size", "hidden size", s.hidden, t.hidden),
-                                ("intermediate_size", "MLP width", s.mlp, t.mlp),
-                                ("num_kv_heads", "KV heads", s.kv, t.kv)):
-        if sv > tv:
-            raise SmoledgeError(
-                f"prune: student.{field} {sv} > the teacher's {tv}; pruning only removes {name}, so set "
-                f"student.{field} <= {tv} or use {_RANDOM}")
-    if s.group > t.group:
-        raise SmoledgeError(
-            f"prune: the student has {s.group} query heads per KV head (student.num_heads / num_kv_heads), the "
-            f"teacher only {t.group}; pruning keeps whole KV groups, so use student.num_heads <= "
-            f"{t.group} x student.num_kv_heads, or {_RANDOM}")
-    if s.head_dim > t.head_dim or t.head_dim % s.head_dim:
-        raise SmoledgeError(
-            f"prune: the student's head dim (hidden_size / num_heads = {s.head_dim}) must divide the teacher's "
-            f"{t.head_dim}, so that its RoPE frequencies are a subset of the teacher's; change student.num_heads "
-            f"or student.hidden_size, or use {_RANDOM}")
-    if any(s.use_rope) and (sc.rope_theta != tc.rope_theta or sc.rope_scaling != tc.rope_scaling):
-        raise SmoledgeError(
-            f"prune: student.rope_theta {sc.rope_theta} (scaling {sc.rope_scaling}) differs from the teacher's "
-            f"{tc.rope_theta} ({tc.rope_scaling}); the kept q/k dims only keep their meaning under the same "
-            f"rotary frequencies, so set student.rope_theta: {tc.rope_theta} or use {_RANDOM}")
-    for key in ("hidden_act", "attention_bias", "mlp_bias"):
-        if getattr(sc, key) != getattr(tc, key):
-            raise SmoledgeError(
-                f"prune: the student's {key} {getattr(sc, key)!r} differs from the teacher's "
-                f"{getattr(tc, key)!r}; a pruned student must compute what the teacher computes "
-                f"(use {_RANDOM})")
+@dataclass(frozen=True)
+class _Block:
+    """One teacher decoder layer, as the student's modules see it."""
+
+    layer: nn.Module
+    input_norm: nn.Module
+    post_norm: nn.Module
+    q: _Rows
+    k: _Rows
+    v: _Rows
+    o: _Rows
+    gate: _Rows
+    up: _Rows
+    down: _Rows
+
+    @classmethod
+    def of(cls, layer: nn.Module, t: PruneShape) -> "_Block":
+        attn, mlp = layer.self_attn, layer.mlp
+        if t.fused:  # Phi-3: qkv_proj rows are q | k | v, gate_up_proj rows gate | up (Phi3MLP's chunk(2))
+            q, kv = t.heads * t.head_dim, t.kv * t.head_dim
+            qkv, gate_up = attn.qkv_proj, mlp.gate_up_proj
+            q_k_v = (_Rows(qkv, 0, q), _Rows(qkv, q, q + kv), _Rows(qkv, q + kv, q + 2 * kv))
+            gate_and_up = (_Rows(gate_up, 0, t.mlp), _Rows(gate_up, t.mlp, 2 * t.mlp))
+        else:
+            q_k_v = (_Rows.whole(attn.q_proj), _Rows.whole(attn.k_proj), _Rows.whole(attn.v_proj))
+            gate_and_up = (_Rows.whole(mlp.gate_proj), _Rows.whole(mlp.up_proj))
+        return cls(layer, layer.input_layernorm, layer.post_attention_layernorm, *q_k_v, _Rows.whole(attn.o_proj),
+                   *gate_and_up, _Rows.whole(mlp.down_proj))
 
 
-def select_layers(importance: list[float], teacher_rope: list[int], student_rope: list[int]) -> list[int] | None:
-    """The increasing teacher layer indices, one per student slot, with the largest total importance,
-    where teacher layer i may fill slot j only if teacher_rope[i] == student_rope[j]; None if none can.
-
-    best[i][j] = the best total filling the first j slots from the first i layers (O(layers x slots))."""
-    n, m = len(importance), len(student_rope)
-    none = -math.inf
-    best = [[0.0] + [none] * m for _ in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            take = none
-            if teacher_rope[i - 1] == student_rope[j - 1] and best[i - 1][j - 1] > none:
-                take = best[i - 1][j - 1] + importance[i - 1]
-            best[i][j] = max(best[i - 1][j], take)
-    if best[n][m] == none:
-        return None
-    keep, j = [], m
-    for i in range(n, 0, -1):
-        if j == 0:
-            break
-        if (teacher_rope[i - 1] == student_rope[j - 1] and best[i - 1][j - 1] > none
-                and best[i - 1][j - 1] + importance[i - 1] == best[i][j]):
-            keep.append(i - 1)
-            j -= 1
-    return keep[::-1]
+def _blocks(teacher: nn.Module, t: PruneShape) -> list[_Block]:
+    return [_Block.of(layer, t) for layer in teacher.model.layers]
 
 
 def _host(x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +96,9 @@ def _host(x: torch.Tensor) -> torch.Tensor:
 class _Calibration:
     """Sums over the real positions of the calibration batches, filled by forward hooks on the teacher."""
 
-    def __init__(self, teacher: SmolLM3ForCausalLM):
-        t = _Shape.of(teacher.config)
+    def __init__(self, t: PruneShape, blocks: list[_Block]):
         zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
-        self.t = t
+        self.t, self.blocks = t, blocks
         self.positions = 0
         self.block_influence = zeros(t.layers)         # sum of 1 - cos(in, out)
         # Hidden channels are ranked by |RMSNorm output| summed over every norm (Minitron's LayerNorm criterion):
@@ -148,7 +117,7 @@ class _Calibration:
         """The real positions of a (B, T, ...) activation, as float32 (N, ...) on its device."""
         return x[self.real].float()
 
-    def hooks(self, teacher: SmolLM3ForCausalLM) -> list[Any]:
+    def hooks(self, teacher: PreTrainedModel) -> list[Any]:
         t = self.t
         handles = []
 
@@ -165,7 +134,7 @@ class _Calibration:
                 self.channel += _host(self._rows(out).abs().sum(0))
             return fn
 
-        for i, layer in enumerate(teacher.model.layers):
+        for i, b in enumerate(self.blocks):
             def block(mod, args, kwargs, out, i=i):
                 x = self._rows(first(args, kwargs, "hidden_states"))      # (N, H)
                 y = self._rows(out[0] if isinstance(out, tuple) else out)  # (N, H)
@@ -179,24 +148,24 @@ class _Calibration:
                 self.head[i] += _host(o.norm(dim=-1).sum(0))
                 self.o[i] += _host(o.abs().sum(0))
 
-            def q_out(mod, args, kwargs, out, i=i):
-                self.q[i] += _host(self._rows(out).view(-1, t.heads, t.head_dim).abs().sum(0))
+            def q_out(mod, args, kwargs, out, i=i, rows=b.q):
+                self.q[i] += _host(self._rows(rows.of(out)).view(-1, t.heads, t.head_dim).abs().sum(0))
 
-            def k_out(mod, args, kwargs, out, i=i):
-                self.k[i] += _host(self._rows(out).view(-1, t.kv, t.head_dim).abs().sum(0))
+            def k_out(mod, args, kwargs, out, i=i, rows=b.k):
+                self.k[i] += _host(self._rows(rows.of(out)).view(-1, t.kv, t.head_dim).abs().sum(0))
 
-            add(layer, block)
-            add(layer.input_layernorm, norm(2 * i))
-            add(layer.post_attention_layernorm, norm(2 * i + 1))
-            add(layer.mlp.down_proj, mlp_in)
-            add(layer.self_attn.o_proj, attn_out)
-            add(layer.self_attn.q_proj, q_out)
-            add(layer.self_attn.k_proj, k_out)
+            add(b.layer, block)
+            add(b.input_norm, norm(2 * i))
+            add(b.post_norm, norm(2 * i + 1))
+            add(b.down.linear, mlp_in)
+            add(b.o.linear, attn_out)
+            add(b.q.linear, q_out)  # Phi-3: q and k hook the same qkv_proj, each reading its rows
+            add(b.k.linear, k_out)
         add(teacher.model.norm, norm(2 * t.layers))
         return handles
 
     @torch.no_grad()
-    def run(self, teacher: SmolLM3ForCausalLM, calib: list[Batch]) -> None:
+    def run(self, teacher: PreTrainedModel, calib: list[Batch]) -> None:
         param = next(teacher.parameters())
         handles = self.hooks(teacher)
         was_training = teacher.training
@@ -243,7 +212,7 @@ class _LayerPlan:
     neurons: list[int]            # kept MLP neurons
 
 
-def _plan_layer(cal: _Calibration, i: int, s: _Shape, use_rope: bool) -> _LayerPlan:
+def _plan_layer(cal: _Calibration, i: int, s: PruneShape, use_rope: bool) -> _LayerPlan:
     t = cal.t
     head = cal.head[i].view(t.kv, t.group)                          # (n_kv, group)
     best_in_group = torch.topk(head, s.group, dim=1)                # the query heads each group would keep
@@ -267,10 +236,10 @@ def _head_rows(heads: list[list[int]], dims: list[list[int]], head_dim: int) -> 
     return torch.tensor(rows, dtype=torch.long)
 
 
-def _student_state(teacher: SmolLM3ForCausalLM, channels: list[int], plans: list[_LayerPlan],
-                   rms_scale: torch.Tensor, q_scale: float, tied: bool) -> dict[str, torch.Tensor]:
+def _student_state(teacher: PreTrainedModel, t: PruneShape, blocks: list[_Block], channels: list[int],
+                   plans: list[_LayerPlan], rms_scale: torch.Tensor, q_scale: float,
+                   tied: bool) -> dict[str, torch.Tensor]:
     """The student's state dict: slices of the teacher's tensors (copies, float32 on the CPU)."""
-    t = _Shape.of(teacher.config)
     tm = teacher.model
     c = torch.tensor(channels, dtype=torch.long)
     sd: dict[str, torch.Tensor] = {}
@@ -285,27 +254,25 @@ def _student_state(teacher: SmolLM3ForCausalLM, channels: list[int], plans: list
 
     take("model.embed_tokens.weight", tm.embed_tokens.weight, None, c)                  # (V, H_s)
     for j, p in enumerate(plans):
-        tl, pre = tm.layers[p.teacher], f"model.layers.{j}."
+        tb, pre = blocks[p.teacher], f"model.layers.{j}."
         q_rows = _head_rows(p.heads, p.qk_dims, t.head_dim)                             # (nh_s * hd_s,)
         kv = [[g] for g in p.groups]
         k_rows = _head_rows(kv, p.qk_dims, t.head_dim)                                  # (nkv_s * hd_s,)
         v_rows = _head_rows(kv, p.v_dims, t.head_dim)                                   # (nkv_s * hd_s,)
         o_cols = _head_rows(p.heads, p.v_dims, t.head_dim)                              # (nh_s * hd_s,)
         n = torch.tensor(p.neurons, dtype=torch.long)
-        attn, mlp = tl.self_attn, tl.mlp
-        for name, lin, rows, cols, scale in (                 # (output side, input side) of each nn.Linear
-                ("self_attn.q_proj", attn.q_proj, q_rows, c, q_scale),
-                ("self_attn.k_proj", attn.k_proj, k_rows, c, 1.0),
-                ("self_attn.v_proj", attn.v_proj, v_rows, c, 1.0),
-                ("self_attn.o_proj", attn.o_proj, c, o_cols, 1.0),
-                ("mlp.gate_proj", mlp.gate_proj, n, c, 1.0),
-                ("mlp.up_proj", mlp.up_proj, n, c, 1.0),
-                ("mlp.down_proj", mlp.down_proj, c, n, 1.0)):
-            take(pre + name + ".weight", lin.weight, rows, cols, scale)
-            if lin.bias is not None:
-                take(pre + name + ".bias", lin.bias, rows, None, scale)
-        take(pre + "input_layernorm.weight", tl.input_layernorm.weight, c, None, float(rms_scale[2 * p.teacher]))
-        take(pre + "post_attention_layernorm.weight", tl.post_attention_layernorm.weight, c, None,
+        # Neither side has biases (prune_fit refuses a teacher with any): weights are all there is to slice.
+        for name, part, rows, cols, scale in (                # (output side, input side) of each projection
+                ("self_attn.q_proj", tb.q, q_rows, c, q_scale),
+                ("self_attn.k_proj", tb.k, k_rows, c, 1.0),
+                ("self_attn.v_proj", tb.v, v_rows, c, 1.0),
+                ("self_attn.o_proj", tb.o, c, o_cols, 1.0),
+                ("mlp.gate_proj", tb.gate, n, c, 1.0),
+                ("mlp.up_proj", tb.up, n, c, 1.0),
+                ("mlp.down_proj", tb.down, c, n, 1.0)):
+            take(pre + name + ".weight", part.weight, rows, cols, scale)
+        take(pre + "input_layernorm.weight", tb.input_norm.weight, c, None, float(rms_scale[2 * p.teacher]))
+        take(pre + "post_attention_layernorm.weight", tb.post_norm.weight, c, None,
              float(rms_scale[2 * p.teacher + 1]))
     take("model.norm.weight", tm.norm.weight, c, None, float(rms_scale[-1]))
     if tied:
@@ -315,18 +282,22 @@ def _student_state(teacher: SmolLM3ForCausalLM, channels: list[int], plans: list
     return sd
 
 
-def prune_from_teacher(teacher: SmolLM3ForCausalLM, student_config: SmolLM3Config,
+def prune_from_teacher(teacher: PreTrainedModel, student_config: SmolLM3Config,
                        calib: list[Batch]) -> tuple[SmolLM3ForCausalLM, dict]:
     """A student with student_config's shape whose weights are slices of the teacher's; plus a JSON-able report
     (kept layers with their importance scores, kept heads/kv groups, hidden channels, MLP neurons).
 
     The student is float32 on the CPU, like a freshly initialised one; the teacher is left as it was."""
     start = time.perf_counter()
-    _check_fits(teacher.config, student_config)
+    t, s = shape_of(teacher.config), shape_of(student_config)
+    try:
+        check_fits(t, s)
+    except SmoledgeError as exc:
+        raise SmoledgeError(f"prune: {exc}") from None
     if not calib:
         raise SmoledgeError("prune: no calibration batches; give prune_from_teacher at least one batch")
-    t, s = _Shape.of(teacher.config), _Shape.of(student_config)
-    cal = _Calibration(teacher)
+    blocks = _blocks(teacher, t)
+    cal = _Calibration(t, blocks)
     cal.run(teacher, calib)
     if cal.positions == 0:
         raise SmoledgeError("prune: the calibration batches have no predictable positions (all labels are -100); "
@@ -334,13 +305,9 @@ def prune_from_teacher(teacher: SmolLM3ForCausalLM, student_config: SmolLM3Confi
 
     influence = (cal.block_influence / cal.positions).tolist()
     keep = select_layers(influence, list(t.use_rope), list(s.use_rope))
-    if keep is None:
-        pattern = lambda u: "".join("R" if x else "N" for x in u)  # noqa: E731
-        raise SmoledgeError(
-            f"prune: no {s.layers} of the teacher's layers fit the student's RoPE/NoPE pattern {pattern(s.use_rope)} "
-            f"in order (teacher: {pattern(t.use_rope)}; R = RoPE, N = NoPE); a kept layer must use RoPE iff its "
-            f"student slot does. Use {_RANDOM}, or a student.num_layers / no_rope_interval whose pattern is a "
-            f"subsequence of the teacher's")
+    if keep is None:  # check_fits found the RoPE/NoPE pattern fillable: only non-finite scores leave no choice
+        raise SmoledgeError(f"prune: the teacher's Block Influence is not finite on the calibration batches "
+                            f"({influence}): it computes NaN or Inf there; check the teacher's weights and dtype")
 
     channels = _top(cal.channel, s.hidden)
     # RMSNorm divides by the RMS over all channels; the student's covers only the kept (mostly larger) ones,
@@ -357,13 +324,14 @@ def prune_from_teacher(teacher: SmolLM3ForCausalLM, student_config: SmolLM3Confi
     plans = [_plan_layer(cal, i, s, bool(s.use_rope[j])) for j, i in enumerate(keep)]
 
     tied = bool(student_config.tie_word_embeddings)
-    state = _student_state(teacher, channels, plans, rms_scale, q_scale, tied)
+    state = _student_state(teacher, t, blocks, channels, plans, rms_scale, q_scale, tied)
     with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the caller's RNG
         student = SmolLM3ForCausalLM(student_config)
     student.load_state_dict(state, strict=True)  # tied: both names copy the same slice into the one matrix
 
     report = {
         "method": "minitron",
+        "teacher_model_type": t.model_type,
         "calibration_positions": cal.positions,
         "block_influence": influence,
         "layers": [{"student": j, "teacher": i, "block_influence": influence[i], "rope": bool(s.use_rope[j])}

@@ -1,7 +1,9 @@
-"""The distillation teacher: where it comes from, what identifies it, and whether it speaks our tokenizer.
+"""The distillation teacher: where it comes from, what identifies it, whether it speaks our tokenizer, and
+whether the student can be pruned from it.
 
     from smoledge.train.teacher import teacher_source, load_teacher
     source = teacher_source(recipe, ctx.files.pretrain)        # "runs/x/pretrain/model" or "HuggingFaceTB/SmolLM3-3B"
+    check_prune(recipe, ctx.files.pretrain)                    # a preflight: from the teacher's config alone
     teacher = load_teacher(source, tokenizer, "runs/x/tokenizer/tokenizer")
 
 A teacher is any Hugging Face causal-LM directory or hub id (distill.teacher), or
@@ -55,6 +57,18 @@ def teacher_config(source: str) -> Any:
         return AutoConfig.from_pretrained(source)
     except OSError:
         raise _missing(source) from None
+
+
+def check_prune(recipe: Recipe, pretrain: PretrainFiles) -> None:
+    """With distill.init: prune, refuse a teacher the recipe's student cannot be sliced out of
+    (smoledge.train.prune_fit), reading only the teacher's config: for the preflight of the first stage that
+    would load its weights."""
+    if recipe.distill.init != "prune":
+        return
+    from smoledge.train.prune_fit import check_prunable
+
+    source = teacher_source(recipe, pretrain)
+    check_prunable(teacher_config(source), recipe.student, f" {source}")
 
 
 def check_tokenizer(source: str, tokenizer: Any, tokenizer_name: str) -> None:

@@ -70,6 +70,14 @@ def external_inputs(recipe: Recipe) -> dict[str, Any]:
     return out
 
 
+def preflight(ctx: StageContext) -> None:
+    """Before the last cache is cleared and the teacher runs over every batch: a student that distill.init:
+    prune could not cut out of this teacher is refused now, not when distillation starts."""
+    from smoledge.train.teacher import check_prune
+
+    check_prune(ctx.recipe, ctx.files.pretrain)
+
+
 def batches_needed(cfg: Any) -> int:
     """Every batch index a run of cfg can draw: max_steps, plus one per allowed rollback."""
     return cfg.max_steps + cfg.max_rollbacks
@@ -311,4 +319,4 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs)
+STAGE = Stage(run=run, not_needed=not_needed, external_inputs=external_inputs, preflight=preflight)
