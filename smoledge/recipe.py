@@ -69,7 +69,10 @@ class Recipe(Section):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             self.fail("name", f"{self.name!r} must be a plain directory name (letters, digits, _ . -)")
         if self.model.is_gguf:
-            pass  # the GGUF is the packaged model; export writes no others
+            # The GGUF is the packaged model; export writes no others, and there is no PyTorch reference.
+            if self.evaluate.gates.max_passkey_drop is not None:
+                self.fail("evaluate.gates.max_passkey_drop", "compares with the PyTorch model, which a .gguf "
+                          "model.source does not have; use gates.min_passkey_accuracy instead")
         elif self.package.gguf_type not in set(self.export.gguf_types) | {"f32"}:
             self.fail(
                 "package.gguf_type",

@@ -53,6 +53,16 @@ def test_smallest_that_fits_and_passes_the_gate(tmp_path: Path) -> None:
     assert choice.ram_bytes == 1_100_000 + kv_cache_bytes(HF, 1024, "llama.cpp")
 
 
+def test_an_artifact_set_aside_by_a_check_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    found = candidates(export_dir(tmp_path))
+    deltas = {"model-f32.gguf": 0.0, "model-q8_0.gguf": 0.1, "model-q4_0.gguf": 0.9}
+    choice = select(profile(), found, HF, 1024, deltas, 5.0, {"model-q4_0.gguf": "passkey fell"})
+    assert choice.name == "model-q8_0.gguf" and choice.rejected["model-q4_0.gguf"] == "passkey fell"
+    with pytest.raises(SmoledgeError, match="model-q4_0.gguf: fell; model-q8_0.gguf: lost it"):
+        select(profile(model_ram_budget_gb=0.0019), found, HF, 1024, deltas, 5.0,
+               {"model-q8_0.gguf": "lost it", "model-q4_0.gguf": "fell"})
+
+
 def test_isa_and_budget_rule_out_with_reasons(tmp_path: Path) -> None:
     found = candidates(export_dir(tmp_path))
     deltas = {"onnx": 0.0, "onnx-int8-avx2": 0.5, "onnx-int8-arm64": 0.6}

@@ -76,6 +76,11 @@ def test_deploy_defaults_follow_the_devices():
     assert recipe.export.gguf_types == ["q8_0", "q4_k_m", "q4_0"]  # q4_0 for the ARM board
     assert not recipe.export.onnx  # both devices run llama.cpp
     assert recipe.evaluate.gates.max_ppl_delta_pct == 10.0
+    assert recipe.evaluate.gates.max_passkey_drop == 0.2
+    gguf = deploy_recipe(DeployConfig(str(Path("/x/SmolLM2-135M-Instruct.Q4_1.gguf")), ["rpi5-8gb"]))
+    assert gguf.evaluate.gates.max_passkey_drop is None  # no PyTorch model to compare with
+    with pytest.raises(ConfigError, match="evaluate.gates.max_passkey_drop: compares with the PyTorch model"):
+        Recipe.from_dict({"model": {"source": "/x/m.gguf"}, "evaluate": {"gates": {"max_passkey_drop": 0.2}}})
     assert run_name("/x/SmolLM2-135M-Instruct.Q4_1.gguf") == "SmolLM2-135M-Instruct.Q4_1"
 
 

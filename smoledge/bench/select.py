@@ -99,14 +99,19 @@ def isa_problem(profile: DeviceProfile, c: Candidate) -> str | None:
 
 
 def select(profile: DeviceProfile, found: list[Candidate], hf_config: dict[str, Any], n_ctx: int,
-           ppl_delta: dict[str, float], max_ppl_delta_pct: float | None) -> Selection:
+           ppl_delta: dict[str, float], max_ppl_delta_pct: float | None,
+           set_aside: dict[str, str] | None = None) -> Selection:
     """The smallest artifact of the device's backend that suits its ISA, fits its RAM budget at n_ctx and
-    passes the perplexity gate. Raises SmoledgeError listing every candidate's reason when none does."""
+    passes the perplexity gate, leaving out `set_aside` (name -> why: a check the caller ran on it failed).
+    Raises SmoledgeError listing every candidate's reason when none does."""
     budget = int(profile.model_ram_budget_gb * 1e9)
     rejected: dict[str, str] = {}
     ok: list[tuple[int, Candidate]] = []
     for c in found:
         if c.backend != profile.backend:
+            continue
+        if set_aside and c.name in set_aside:
+            rejected[c.name] = set_aside[c.name]
             continue
         ram = c.bytes + kv_cache_bytes(hf_config, n_ctx, c.backend)
         delta = ppl_delta.get(c.name)

@@ -88,6 +88,11 @@ class GatesConfig(Section):
     within the model's trained context)."""
     min_task_accuracy: dict[str, float] = field(default_factory=dict)
     """Per task name (evaluate.tasks), the lowest accuracy of a device's artifact."""
+    max_passkey_drop: float | None = None
+    """Largest fall in passkey accuracy (0..1, at any context length the device runs) of a device's artifact
+    below the fp32 PyTorch model's, on the same prompts. Like max_ppl_delta_pct it steers selection: an
+    artifact over it is set aside and the next smallest one that passes the other gates is checked. A
+    quantization can cost little perplexity and all of its long-context retrieval."""
 
     def __post_init__(self) -> None:
         if self.max_ppl_delta_pct is not None and not math.isfinite(self.max_ppl_delta_pct):
@@ -96,6 +101,8 @@ class GatesConfig(Section):
             self.fail("min_passkey_accuracy", f"must be in [0, 1], got {self.min_passkey_accuracy}")
         if self.passkey_context < 0:
             self.fail("passkey_context", f"must be >= 0, got {self.passkey_context}")
+        if self.max_passkey_drop is not None and not 0.0 <= self.max_passkey_drop <= 1.0:
+            self.fail("max_passkey_drop", f"must be in [0, 1], got {self.max_passkey_drop}")
         for task, acc in self.min_task_accuracy.items():
             if not 0.0 <= acc <= 1.0:
                 self.fail(f"min_task_accuracy.{task}", f"must be in [0, 1], got {acc}")
@@ -136,3 +143,5 @@ class EvaluateConfig(Section):
                       f"tasks: {', '.join(t.name for t in self.tasks) or 'none'}")
         if self.gates.min_passkey_accuracy is not None and not self.passkey.enabled:
             self.fail("gates.min_passkey_accuracy", "needs evaluate.passkey.enabled: true")
+        if self.gates.max_passkey_drop is not None and not self.passkey.enabled:
+            self.fail("gates.max_passkey_drop", "needs evaluate.passkey.enabled: true")

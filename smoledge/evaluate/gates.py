@@ -51,7 +51,8 @@ def passkey_gate_context(gates: GatesConfig, lengths: list[int], trained: int) -
 
 def check_gates(gates: GatesConfig, devices: dict[str, dict[str, Any]], trained: int) -> list[GateResult]:
     """Every configured gate on every device's artifact. `devices[name]` holds artifact, ppl_delta_pct,
-    passkey (a grid with by_length: {str(length): accuracy}) and tasks ({task: {acc}})."""
+    passkey (a grid with by_length: {str(length): accuracy}), passkey_drop ({drop, length} against the
+    PyTorch model) and tasks ({task: {acc}})."""
     out: list[GateResult] = []
     for name, d in devices.items():
         art = d["artifact"]
@@ -72,6 +73,11 @@ def check_gates(gates: GatesConfig, devices: dict[str, dict[str, Any]], trained:
             acc = float(by_length[at])
             out.append(GateResult(f"min_passkey_accuracy@{at}", name, art, acc, gates.min_passkey_accuracy,
                                   acc >= gates.min_passkey_accuracy))
+        if gates.max_passkey_drop is not None:
+            drop = d.get("passkey_drop")
+            measured = float("nan") if drop is None else float(drop["drop"])
+            out.append(GateResult("max_passkey_drop", name, art, measured, gates.max_passkey_drop,
+                                  measured <= gates.max_passkey_drop))
         for task, limit in gates.min_task_accuracy.items():
             acc = float(d.get("tasks", {}).get(task, {}).get("acc", float("nan")))
             out.append(GateResult(f"min_task_accuracy.{task}", name, art, acc, limit, acc >= limit))

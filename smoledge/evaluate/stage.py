@@ -23,6 +23,7 @@ from typing import Any
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_json, atomic_write_text, sha256_file
+from smoledge.evaluate.device_checks import DeviceChecks, passkey_drop
 from smoledge.evaluate.tables import (HF_ARTIFACT, quant_table, reference_note, report_markdown,
                                       summary_line)
 from smoledge.host import local_cores
@@ -31,7 +32,6 @@ from smoledge.recipe import Recipe
 from smoledge.stage import Stage, StageContext, StageResult
 
 REPORT_FORMAT = 2
-PASSKEY_SEED = 1234
 # Where a model-source build's held-out text comes from (it curates none).
 BUILTIN_SOURCE = "smoledge built-in held-out text (smoledge/evaluate/heldout, written for smoledge in 2026)"
 
@@ -86,51 +86,44 @@ def run(ctx: StageContext) -> StageResult:
     found = candidates(export_dir)
     deltas = {n: r["ppl_delta_pct_vs_fp32"] for n, r in table.items()}
     devices: dict[str, dict[str, Any]] = {}
-    passkey: dict[str, Any] = {}
-    task_results: dict[str, dict[str, Any]] = {t: {} for t in tasks}
-
-    ref_label = f"{HF_ARTIFACT} (fp32, PyTorch)"
-    checks = [(ref_label, [], HF_ARTIFACT, lengths, None)] if has_weights(hf) else []
-    # Devices that run the same artifact over the same lengths share one check: its numbers depend on the
-    # artifact and the tokens, not on the thread count (ggml gives each output row to one thread: logits of
-    # SmolLM2-135M Q4_1, q8_0 and q4_k_m are bit for bit the same at 1, 2 and 4 threads).
-    shared: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
+    checks = DeviceChecks(tok, filler, lengths, tasks, cfg, trained,
+                          lambda name, n_ctx, threads: make_scorer(export_dir, name, n_ctx, threads), ctx.progress)
+    reference = checks.run(HF_ARTIFACT, lengths, None, None) if has_weights(hf) else None
     unsuited: list[str] = []
     for profile in ctx.recipe.device_profiles():
         n_ctx = min(profile.max_context, max_pos)
-        try:
-            choice = select_for(profile, found, hf_config, n_ctx, deltas, cfg)
-        except GateFailed as exc:
-            # Reported with the rest, then the build stops: the numbers that ruled every artifact out stay readable.
-            devices[profile.name] = {"artifact": None, "backend": profile.backend, "threads": profile.threads,
-                                     "n_ctx": n_ctx, "reason": str(exc)}
-            unsuited.append(str(exc))
-            continue
-        devices[profile.name] = {"artifact": choice.name, "backend": choice.backend, "threads": profile.threads,
-                                 "n_ctx": n_ctx, "reason": choice.reason, "ram_bytes": choice.ram_bytes,
-                                 "rejected": choice.rejected, "ppl_delta_pct": deltas.get(choice.name),
-                                 "ppl": overall[choice.name].ppl if choice.name in overall else None}
-        shared.setdefault((choice.name, tuple(n for n in lengths if n <= n_ctx)), []).append(profile)
-    for (name, device_lengths), profiles in shared.items():
         # At most this machine's cores: more threads than cores make llama.cpp's and onnxruntime's
         # spinning workers wait on each other, several times slower for the same numbers.
-        threads = min(max(p.threads for p in profiles), local_cores())
-        label = f"{name} on {', '.join(p.name for p in profiles)} ({threads} threads)"
-        checks.append((label, [p.name for p in profiles], name, list(device_lengths), threads))
-
-    for label, on_devices, name, device_lengths, threads in checks:
-        need = max([cfg.seq_len, *device_lengths]) if cfg.passkey.enabled else cfg.seq_len
-        scorer = make_scorer(export_dir, name, need, threads)
-        if cfg.passkey.enabled and device_lengths:
-            ctx.progress.update(f"passkey {label}")
-            passkey[label] = run_passkey(scorer, tok, filler, device_lengths, cfg, trained)
-        for task, items in tasks.items():
-            ctx.progress.update(f"task {task} {label}")
-            task_results[task][label] = run_task_items(scorer, tok, items, cfg.seq_len)
-        for device in on_devices:
-            devices[device]["passkey"] = passkey.get(label)
-            devices[device]["tasks"] = {task: task_results[task][label] for task in tasks}
-        del scorer
+        threads = min(profile.threads, local_cores())
+        set_aside: dict[str, str] = {}
+        while True:
+            try:
+                choice = select_for(profile, found, hf_config, n_ctx, deltas, cfg, set_aside)
+            except GateFailed as exc:
+                # Reported with the rest, then the build stops: the numbers that ruled every artifact out
+                # stay readable.
+                devices[profile.name] = {"artifact": None, "backend": profile.backend, "threads": profile.threads,
+                                         "n_ctx": n_ctx, "reason": str(exc)}
+                unsuited.append(str(exc))
+                break
+            check = checks.run(choice.name, [n for n in lengths if n <= n_ctx], threads, profile.name, reference)
+            problem = checks.passkey_problem(check, reference)
+            if problem is None:
+                devices[profile.name] = {
+                    "artifact": choice.name, "backend": choice.backend, "threads": profile.threads, "n_ctx": n_ctx,
+                    "reason": choice.reason, "ram_bytes": choice.ram_bytes, "rejected": choice.rejected,
+                    "ppl_delta_pct": deltas.get(choice.name),
+                    "ppl": overall[choice.name].ppl if choice.name in overall else None,
+                    "check": check, "passkey_drop": passkey_drop(check, reference)}
+                break
+            checks.set_aside(check, profile.name)
+            set_aside[choice.name] = problem
+    passkey = {c.label: c.passkey for c in checks.used() if c.passkey is not None}
+    task_results = {t: {c.label: c.tasks[t] for c in checks.used()} for t in tasks}
+    for d in devices.values():
+        check = d.pop("check", None)
+        if check is not None:
+            d["passkey"], d["tasks"] = check.passkey, check.tasks
 
     gate_results = check_gates(cfg.gates, {n: d for n, d in devices.items() if d["artifact"]}, trained)
     report = {
@@ -235,7 +228,7 @@ def score_artifacts(ctx: StageContext, artifacts: list[Artifact], by_lang: dict[
 
 
 def select_for(profile: Any, found: list[Any], hf_config: dict[str, Any], n_ctx: int,
-               deltas: dict[str, float], cfg: Any) -> Any:
+               deltas: dict[str, float], cfg: Any, set_aside: dict[str, str]) -> Any:
     """The artifact this device runs. Only artifacts evaluate scored can pass a perplexity gate."""
     from smoledge.bench.select import select
 
@@ -246,7 +239,7 @@ def select_for(profile: Any, found: list[Any], hf_config: dict[str, Any], n_ctx:
     from smoledge.evaluate.gates import GateFailed
 
     try:
-        return select(profile, found, hf_config, n_ctx, deltas, cfg.gates.max_ppl_delta_pct)
+        return select(profile, found, hf_config, n_ctx, deltas, cfg.gates.max_ppl_delta_pct, set_aside)
     except SmoledgeError as exc:
         raise GateFailed(str(exc)) from None
 
@@ -276,26 +269,6 @@ def passkey_lengths(cfg: Any, trained: int, max_pos: int) -> list[int]:
     return default_lengths(trained, max_pos)
 
 
-def run_passkey(scorer: Any, tok: Any, filler: list[str], lengths: list[int], cfg: Any, trained: int) -> dict[str, Any]:
-    from smoledge.evaluate.passkey import passkey_grid
-
-    p = cfg.passkey
-    out = passkey_grid(scorer, tok, filler, lengths, p.depths, p.trials, seed=PASSKEY_SEED).to_dict(p.threshold)
-    out["trained_length"] = trained
-    out["falloff_text"] = falloff_text(out["falloff"], trained)
-    return out
-
-
-def falloff_text(f: dict[str, Any], trained: int) -> str:
-    """The report's sentence for where retrieval falls off (grid.falloff's dict)."""
-    ok, below, t = f["longest_ok"], f["first_below"], f["threshold"]
-    if ok is None:
-        return f"retrieval is below {t:g} at every length tried (from {below} tokens; trained at {trained})"
-    if below is None:
-        return f"retrieval holds at >= {t:g} up to {ok} tokens, the longest tried (trained at {trained})"
-    return f"retrieval holds at >= {t:g} up to {ok} tokens and falls below it at {below} (trained at {trained})"
-
-
 def english_first(docs: list[tuple[str, str]]) -> list[str]:
     """Filler for the passkey haystack: the English held-out text when there is any (the needle and
     question are English, so the haystack should not be what makes the key stand out), else all."""
@@ -307,12 +280,6 @@ def load_tasks(cfg: Any) -> dict[str, list[Any]]:
     from smoledge.evaluate.tasks import load_task
 
     return {t.name: load_task(t.path, t.format, t.limit or None, t.lang or None) for t in cfg.tasks}
-
-
-def run_task_items(scorer: Any, tok: Any, items: list[Any], seq_len: int) -> dict[str, Any]:
-    from smoledge.evaluate.tasks import run_task
-
-    return run_task(scorer, tok, items, seq_len).to_dict()
 
 
 # ----------------------------------------------------------------------------- text
