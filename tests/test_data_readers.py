@@ -1,4 +1,5 @@
-"""Readers: sample, JSONL (bad lines, bad bytes, gzip, dirs, globs), Parquet, missing paths; hf is in test_data_hf.py."""
+"""Readers: sample, JSONL (bad lines, bad bytes, gzip, dirs, globs), Parquet, plain text, missing paths; hf is in
+test_data_hf.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from smoledge.config import ConfigError
 from smoledge.data.config import SourceConfig
 from smoledge.data.readers import Doc, read_source, resolve_paths
 from smoledge.errors import SmoledgeError
@@ -114,3 +116,20 @@ def test_missing_paths_name_the_path_and_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SmoledgeError, match=r"holds no \.parquet files"):
         resolve_paths(SourceConfig(name="web", kind="parquet", path=str(tmp_path / "empty")))
+
+
+def test_text_files_are_one_document_each(tmp_path, prose_texts):
+    corpus = tmp_path / "books"
+    (corpus / "fr").mkdir(parents=True)
+    (corpus / "a.txt").write_text("\n".join(prose_texts[:5]) + "\n", encoding="utf-8")
+    (corpus / "fr" / "b.txt").write_bytes(prose_texts[5].encode() + b" \xff\xfe")
+    (corpus / "empty.txt").write_text("  \n", encoding="utf-8")
+    (corpus / "notes.md").write_text(prose_texts[6], encoding="utf-8")  # not a .txt: not read
+    stats = Counter()
+    docs = list(read_source(SourceConfig(name="books", kind="text", path=str(corpus)), seed=0, stats=stats))
+    assert [d.id for d in docs] == ["a.txt", "fr/b.txt"]
+    assert docs[0].text == "\n".join(prose_texts[:5]) and docs[0].metadata == {"format": "text"}
+    assert docs[1].text.startswith(prose_texts[5]) and docs[1].text.endswith("\ufffd\ufffd")
+    assert stats == Counter({"skipped:empty": 1, "text:bytes_replaced": 1})
+    with pytest.raises(ConfigError, match="a 'text' source needs a path"):
+        SourceConfig(name="books", kind="text")

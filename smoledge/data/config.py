@@ -14,13 +14,14 @@ LANGUAGES = ("en", "fr", "es", "de", "it", "pt")
 class SourceConfig(Section):
     name: str = "sample"
     """Short name of the source; used in metadata and mixture weights."""
-    kind: Literal["sample", "jsonl", "parquet", "hf", "warc", "html", "pdf"] = "sample"
+    kind: Literal["sample", "jsonl", "parquet", "hf", "warc", "html", "pdf", "text"] = "sample"
     """`sample`: the built-in synthetic web dump (`smoledge sample`); `jsonl`/`parquet`:
     local files (a file, a directory or a glob); `hf`: a Hugging Face dataset id, streamed;
     `warc`: web archives (.warc, .warc.gz, .arc, .arc.gz), main text of their HTML and PDF
-    responses; `html`: saved pages (.html, .htm), main text; `pdf`: PDFs with a text layer."""
+    responses; `html`: saved pages (.html, .htm), main text; `pdf`: PDFs with a text layer;
+    `text`: plain UTF-8 .txt files, each file one document (a book, a corpus file)."""
     path: str | None = None
-    """File, directory or glob for jsonl/parquet/warc/html/pdf; dataset id for hf. Unused for sample."""
+    """File, directory or glob for jsonl/parquet/warc/html/pdf/text; dataset id for hf. Unused for sample."""
     text_field: str = "text"
     """Field holding the document text."""
     subset: str | None = None
@@ -62,7 +63,7 @@ class SourceConfig(Section):
     can never make curation reach an intranet or a cloud metadata service)."""
 
     def __post_init__(self) -> None:
-        if self.kind in ("jsonl", "parquet", "hf", "warc", "html", "pdf") and not self.path:
+        if self.kind in ("jsonl", "parquet", "hf", "warc", "html", "pdf", "text") and not self.path:
             self.fail("path", f"a '{self.kind}' source needs a path (file, dir or glob; hf: dataset id)")
         if self.max_doc_bytes <= 0:
             self.fail("max_doc_bytes", f"must be > 0, got {self.max_doc_bytes}")

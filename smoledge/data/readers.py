@@ -1,4 +1,4 @@
-"""Read raw documents from a recipe source: sample, JSONL, Parquet, Hugging Face, WARC, HTML or PDF.
+"""Read raw documents from a recipe source: sample, JSONL, Parquet, Hugging Face, WARC, HTML, PDF or text.
 
     from collections import Counter
     from smoledge.data.config import SourceConfig
@@ -17,7 +17,7 @@ bytes that are not UTF-8 are replaced (U+FFFD) and counted. What cannot be
 worked around (a missing path, a missing column, no `datasets` library)
 raises SmoledgeError naming the fix.
 
-The warc/html/pdf kinds skip, each counted as "skipped:<reason>":
+The warc/html/pdf/text kinds skip, each counted as "skipped:<reason>":
   too_large (over max_doc_bytes), empty, unreadable_file, undecodable (no
   encoding fits), html_no_text (trafilatura finds no main text),
   html_extract_error, pdf:encrypted, pdf:corrupt, pdf:needs_ocr (scanned or
@@ -28,7 +28,7 @@ The warc/html/pdf kinds skip, each counted as "skipped:<reason>":
 Counters without the prefix describe kept documents and attempts:
   warc:truncated, warc:truncated_kept (a cut-off page whose captured part is
   kept), warc:truncated_file, warc:stray_bytes_skipped, refetch:ok / refetch:<why not>, pdf:ocr,
-  html:bytes_replaced.
+  html:bytes_replaced, text:bytes_replaced.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ PARQUET_SUFFIXES = (".parquet",)
 WARC_SUFFIXES = (".warc.gz", ".warc", ".arc.gz", ".arc")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 PDF_SUFFIXES = (".pdf",)
+TEXT_SUFFIXES = (".txt",)
 SUFFIXES = {"jsonl": JSONL_SUFFIXES, "parquet": PARQUET_SUFFIXES, "warc": WARC_SUFFIXES, "html": HTML_SUFFIXES,
-            "pdf": PDF_SUFFIXES}
+            "pdf": PDF_SUFFIXES, "text": TEXT_SUFFIXES}
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Media types that say nothing: the payload's first bytes decide.
 GENERIC_TYPES = ("", "application/octet-stream", "unk", "unknown", "binary/octet-stream")
@@ -93,6 +94,8 @@ def read_source(source: SourceConfig, seed: int, stats: Counter | None = None) -
         docs = _read_pdf(source, stats, _ocr_hook(source))
     elif source.kind == "warc":
         docs = _read_warc(source, stats, _ocr_hook(source))
+    elif source.kind == "text":
+        docs = _read_text(source, stats)
     else:  # SourceConfig validation makes this unreachable
         raise SmoledgeError(f"source '{source.name}': unknown kind '{source.kind}'")
     # islice pulls exactly max_docs, so a huge file is not read to its end.
@@ -103,7 +106,7 @@ def resolve_paths(source: SourceConfig) -> list[Path]:
     """The files a file-based source names (a file, a directory or a glob), sorted.
 
     A directory contributes the files with the kind's suffixes (warc: .warc, .warc.gz,
-    .arc, .arc.gz; html: .html, .htm, .xhtml; pdf: .pdf); a glob or a file is taken as named.
+    .arc, .arc.gz; html: .html, .htm, .xhtml; pdf: .pdf; text: .txt); a glob or a file is taken as named.
     """
     suffixes = SUFFIXES[source.kind]
     raw = str(source.path)
@@ -370,6 +373,18 @@ def _read_html(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
             doc = _html_doc(data, None, doc_id, "", source, stats, {})
             if doc is not None:
                 yield doc
+
+
+def _read_text(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
+    for path, doc_id in _file_ids(source):
+        data = _read_file(path, source, stats)
+        if data is not None:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("utf-8", errors="replace")
+                stats["text:bytes_replaced"] += 1
+            yield Doc(id=doc_id, text=text.strip(), source=source.name, metadata={"format": "text"})
 
 
 def _read_pdf(source: SourceConfig, stats: Counter, hook: Callable[[bytes, str], str | None] | None) -> Iterator[Doc]:
