@@ -16,7 +16,6 @@ from typing import Any
 from smoledge.bench.config import DeviceProfile, load_profile
 from smoledge.config import ConfigError, Section, apply_override
 from smoledge.data.config import CurateConfig, DataConfig
-from smoledge.errors import SmoledgeError
 from smoledge.tokenizer.config import TokenizerConfig
 from smoledge.evaluate.config import EvaluateConfig
 from smoledge.export.config import ExportConfig
@@ -88,20 +87,6 @@ class Recipe(Section):
         if self.student.rope_scaling and self.export.yarn_factor != 1.0 and not self.model.source:
             self.fail("export.yarn_factor", f"would replace the student's rope_scaling {self.student.rope_scaling} "
                                             "with YaRN's; set export.yarn_factor: 1.0")
-        if self.distill.init == "prune" and not self.distill.teacher and not self.model.source:
-            self._check_prunable_own_teacher()
-
-    def _check_prunable_own_teacher(self) -> None:
-        """The student pruned from the teacher this recipe pretrains must be a slice of it: both shapes are
-        known now, so a misfit fails before pretraining instead of after. (An external teacher's config is
-        read by the teacher-cache stage's preflight.)"""
-        from smoledge.train.prune_fit import check_fits, model_shape
-
-        # Both models are built over this recipe's tokenizer: one vocabulary, whatever its size.
-        try:
-            check_fits(model_shape(self.teacher, 0), model_shape(self.student, 0))
-        except SmoledgeError as exc:
-            raise ConfigError(f"distill.init: prune from this recipe's teacher (teacher section): {exc}") from None
 
     def device_profiles(self) -> list[DeviceProfile]:
         return [load_profile(d) for d in self.devices]

@@ -1,7 +1,7 @@
 """Pruning teachers of other architectures into the SmolLM3 student (smoledge.train.prune_fit): Llama (SmolLM2,
 Llama 3.2 with its llama3 RoPE scaling) and Phi-3 (fused q/k/v and gate/up) are sliced, and an unpruned student
 computes the teacher's logits; Qwen2, Qwen3 and Gemma 3 are refused from their configs, as is every student
-the teacher cannot be cut into, before any stage does work (the teacher-cache preflight, recipe validation).
+the teacher cannot be cut into, before any stage does work (the teacher-cache preflight).
 
 Tiny random teachers (hidden 64-128), norms and weights drawn wider than HF's init so that a channel or
 row taken from the wrong place shows in the logits."""
@@ -229,16 +229,20 @@ def test_the_teacher_cache_preflight_refuses_before_any_work(tmp_path: Path) -> 
         teacher_cache.preflight(stage_context(tmp_path, qwen))
 
 
-def test_a_recipe_pruning_its_own_teacher_is_validated_when_loaded() -> None:
-    base = {"teacher": {"preset": "small"}, "distill": {"init": "prune"}}
-    Recipe.from_dict({**base, "student": {"preset": "tiny"}})
-    with pytest.raises(ConfigError, match=r"this recipe's teacher.*student.rope_theta 500000.0.*rope_theta: 10000.0"):
-        Recipe.from_dict({**base, "student": {"preset": "tiny", "rope_theta": 500000.0}})
-    with pytest.raises(ConfigError, match=r"student.hidden_size 256 > the teacher's 128"):
-        Recipe.from_dict({**base, "student": {"preset": "small", "hidden_size": 256, "num_heads": 8}})
-    # Without pruning the shapes are free.
-    Recipe.from_dict({"teacher": {"preset": "small"}, "student": {"preset": "small", "hidden_size": 256,
-                                                                  "num_heads": 8}})
+def test_the_recipes_own_teacher_is_checked_once_pretrained(tmp_path: Path) -> None:
+    """Not when the recipe loads: a scaling run varies the teacher and stops at pretrain. The teacher-cache
+    preflight reads the pretrained teacher's config (and pretrain does not depend on the student)."""
+    raw = {"name": "own", "teacher": {"preset": "small"}, "distill": {"init": "prune"},
+           "student": {"preset": "tiny", "rope_theta": 500000.0}}
+    recipe = Recipe.from_dict(raw)
+    ctx = stage_context(tmp_path, recipe)
+    with pytest.raises(SmoledgeError, match=r"no teacher at .*pretrain/model; run `smoledge pretrain`"):
+        teacher_cache.preflight(ctx)
+    hf_config(recipe.teacher, vocab_size=VOCAB).save_pretrained(ctx.files.pretrain.model)
+    with pytest.raises(SmoledgeError, match=r"\(model_type 'smollm3'\): student.rope_theta 500000.0 differs.*"
+                                            r"set student.rope_theta: 10000.0"):
+        teacher_cache.preflight(ctx)
+    teacher_cache.preflight(stage_context(tmp_path, Recipe.from_dict({**raw, "student": {"preset": "tiny"}})))
 
 
 def test_the_student_section_takes_llama3_scaling_only_as_llama_cpp_runs_it() -> None:

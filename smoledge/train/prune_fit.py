@@ -19,10 +19,13 @@ Per HF model_type (the ones smoledge exports, smoledge.export.architectures):
 On top of the architecture, the student must also read its slices the teacher's way: the same RoPE base
 and scaling, the same RMSNorm epsilon, a NoPE pattern the teacher's layers can fill, and a context the
 teacher attends to in full. Every refusal names the recipe key to change, so `check_prunable` can run
-before anything expensive (the teacher-cache stage's preflight, recipe validation for the recipe's own
-teacher) and `prune_from_teacher` runs the same checks on the HF configs it is given.
+before anything expensive (the teacher-cache stage's preflight, on an external teacher or the one this
+recipe pretrained) and `prune_from_teacher` runs the same checks on the HF configs it is given.
 
-Torch-free: the recipe validates with it.
+Not at recipe validation for the recipe's own teacher, although its shape is known there: a sweep or a
+scaling run varies the teacher and stops at pretrain, where the student does not matter; and a misfit
+caught after pretraining costs nothing, since the student is not part of pretrain's fingerprint.
+Torch-free (configs only).
 """
 
 from __future__ import annotations
@@ -149,8 +152,8 @@ def shape_of(cfg: Any, where: str = "") -> PruneShape:
 
 
 def model_shape(cfg: ModelConfig, vocab: int) -> PruneShape:
-    """The PruneShape of the SmolLM3 a recipe section builds (smoledge.model.build.hf_config), without
-    transformers: what recipe validation compares."""
+    """The PruneShape of the SmolLM3 a recipe section builds (smoledge.model.build.hf_config), read from the
+    section itself, so that a refusal speaks of its keys."""
     layers, hidden, mlp, heads, kv = cfg.dims()
     return PruneShape("smollm3", layers, hidden, mlp, heads, kv, hidden // heads, tuple(cfg.use_rope_layers()),
                       vocab, cfg.rope_theta, _rope(cfg.rope_scaling), cfg.rms_norm_eps, "silu",
