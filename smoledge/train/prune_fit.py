@@ -289,5 +289,6 @@ def check_prunable(teacher: Any, student: ModelConfig, where: str = "") -> Prune
     try:
         check_fits(t, model_shape(student, t.vocab))
     except SmoledgeError as exc:
-        raise SmoledgeError(f"distill.init: prune from the teacher{where} (model_type '{t.model_type}'): {exc}") from None
+        head = f"distill.init: prune from the teacher{where} (model_type '{t.model_type}')"
+        raise SmoledgeError(f"{head}: {exc}") from None
     return t
