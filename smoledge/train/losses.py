@@ -4,6 +4,7 @@
     loss = causal_lm_loss(logits, batch.labels, denom=n_global / world)
     target = teacher_targets(teacher_logits, temperature=2.0, top_k=64)   # or a cached (ids, logp)
     loss, parts = distill_loss(student_logits, target, batch.labels, alpha=0.5, temperature=2.0, kind="forward")
+    loss, parts = logits_loss(logits, batch.labels, denom, z_weight=1e-4, soft=Soft(target, 2.0, "forward"), alpha=0.5)
 
 Every loss is a *sum* over labelled positions divided by `denom` (default: this
 batch's labelled count, i.e. the mean). Data-parallel ranks pass the global count
@@ -15,6 +16,7 @@ hold different numbers of labelled tokens.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from smoledge.train.data import IGNORE_INDEX
 
 
-def _denom(labels: torch.Tensor, denom: float | torch.Tensor | None) -> float | torch.Tensor:
+def label_denominator(labels: torch.Tensor, denom: float | torch.Tensor | None) -> float | torch.Tensor:
+    """What loss sums are divided by: `denom`, else this batch's labelled count (the mean)."""
     if denom is None:
         return (labels != IGNORE_INDEX).sum().clamp_min(1)
     return denom
@@ -34,7 +37,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
     vocab = logits.shape[-1]
     total = F.cross_entropy(logits.float().reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE_INDEX,
                             reduction="sum")
-    return total / _denom(labels, denom)
+    return total / label_denominator(labels, denom)
 
 
 def z_loss(logits: torch.Tensor, labels: torch.Tensor, denom: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -42,7 +45,7 @@ def z_loss(logits: torch.Tensor, labels: torch.Tensor, denom: float | torch.Tens
     level toward 0 without changing the softmax, so they stay in range for bf16 and quantization."""
     log_z = torch.logsumexp(logits.float(), dim=-1)                        # (B, T)
     keep = (labels != IGNORE_INDEX).float()                                # (B, T)
-    return (log_z.square() * keep).sum() / _denom(labels, denom)
+    return (log_z.square() * keep).sum() / label_denominator(labels, denom)
 
 
 def teacher_targets(teacher_logits: torch.Tensor, temperature: float, top_k: int
@@ -97,7 +100,7 @@ def distill_loss(student: torch.Tensor, target: tuple[torch.Tensor | None, torch
     z = student.reshape(-1, vocab).float()                                 # (N, V)
     y = labels.reshape(-1)                                                 # (N,)
     keep = (y != IGNORE_INDEX).float()                                     # (N,)
-    d = _denom(labels, denom)
+    d = label_denominator(labels, denom)
     ce = F.cross_entropy(z, y, ignore_index=IGNORE_INDEX, reduction="sum") / d
     ids, t_logp = target
     log_q = F.log_softmax(z / temperature, dim=-1)                         # (N, V)
@@ -107,3 +110,31 @@ def distill_loss(student: torch.Tensor, target: tuple[torch.Tensor | None, torch
     soft = (divergence(log_p, log_q, kind) * keep).sum() / d
     loss = alpha * ce + (1.0 - alpha) * temperature ** 2 * soft
     return loss, {"ce": ce.detach(), "soft": soft.detach()}
+
+
+@dataclass
+class Soft:
+    """The distillation term of a loss: the teacher's target (teacher_targets' (ids, log-probs)), the
+    temperature and the divergence it is matched with."""
+
+    target: tuple[torch.Tensor | None, torch.Tensor]
+    temperature: float
+    kind: str = "forward"
+
+
+def logits_loss(logits: torch.Tensor, labels: torch.Tensor, denom: float | torch.Tensor | None = None,
+                alpha: float = 1.0, z_weight: float = 0.0, soft: Soft | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What a training step computes from its logits (B, T, V): alpha * CE, plus the soft term when
+    distilling (distill_loss), plus z_weight * z-loss. Parts (detached): ce, soft, z_loss (when weighted).
+    smoledge.train.fused_head computes the same from the hidden states without the whole logits."""
+    if soft is None:
+        ce = causal_lm_loss(logits, labels, denom)
+        loss, parts = alpha * ce, {"ce": ce.detach()}
+    else:
+        loss, parts = distill_loss(logits, soft.target, labels, alpha, soft.temperature, soft.kind, denom)
+    if z_weight > 0:
+        zl = z_loss(logits, labels, denom)
+        loss = loss + z_weight * zl
+        parts["z_loss"] = zl.detach()
+    return loss, parts
