@@ -1,18 +1,23 @@
 """The chunked LM-head losses (smoledge.train.fused_head) against the whole-logits computation they replace
 (losses.logits_loss on hidden @ W^T): losses, parts and gradients w.r.t. the hidden states and the head's
 weight, for next-token CE (ignored positions, z-loss), top-k + tail distillation (every divergence, T = 1
-and T != 1), dense targets, an underflowing student tail, bf16."""
+and T != 1), dense targets, an underflowing student tail, bf16, and the training module end to end."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from smoledge.model.build import hf_config, init_model
+from smoledge.model.config import ModelConfig
 from smoledge.train import fused_head
-from smoledge.train.data import IGNORE_INDEX
+from smoledge.train.data import IGNORE_INDEX, pack
 from smoledge.train.fused_head import Head, chunked_loss
 from smoledge.train.losses import Soft, logits_loss, teacher_targets
+from smoledge.train.module import Distill, NextToken, TrainModule
+from smoledge.train.mtp import MTPHeads
 from test_train_qkclip import one_thread  # noqa: F401  (autouse: tiny models on one thread)
 
 B, T, C, V, K = 3, 7, 8, 97, 5  # 21 positions, 18 labelled: the chunk sizes below leave a shorter last chunk
@@ -206,3 +211,44 @@ def test_teacher_targets_by_chunks_equal_the_whole(case) -> None:
         if top_k:
             assert torch.equal(got[0], want[0])
         torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the training module end to end
+
+def _module_grads(loss_chunk: int, objective, batch, mtp_kind: str) -> tuple[dict, dict]:
+    cfg = ModelConfig(preset="custom", num_layers=2, hidden_size=32, intermediate_size=64, num_heads=4,
+                      num_kv_heads=2, max_position_embeddings=64)
+    model = init_model(hf_config(cfg, vocab_size=V), seed=0)
+    torch.manual_seed(1)
+    core = TrainModule(model, objective, MTPHeads(model.config, 2, mtp_kind), mtp_weight=0.3, z_loss=1e-2,
+                       loss_chunk=loss_chunk)
+    denoms = torch.tensor([30.0, 28.0, 26.0])
+    loss, parts = core(**batch.model_inputs(), labels=batch.labels, denoms=denoms, **batch.teacher_inputs())
+    loss.backward()
+    with torch.no_grad():
+        summed, _ = core(**batch.model_inputs(), labels=batch.labels, denoms=denoms, eval_only=True)
+    values = {"loss": loss.detach(), "eval": summed, **parts}
+    return values, {n: p.grad for n, p in core.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("objective,mtp_kind", [("next-token", "parallel"), ("cached distill", "sequential")])
+def test_the_training_module_gives_the_same_loss_and_gradients(objective: str, mtp_kind: str) -> None:
+    """TrainModule (objective + z-loss + MTP depths, and the eval-only sum) with chunks vs whole logits."""
+    rng = np.random.default_rng(0)
+    batch = pack([rng.integers(1, V, size=n) for n in (9, 14, 6, 20, 11)], batch_size=2, seq_len=24)
+    if objective == "cached distill":
+        torch.manual_seed(2)
+        ids, logp = teacher_targets(3 * torch.randn(2, 24, V), 1.0, K)
+        batch.teacher_ids, batch.teacher_logp = ids, logp
+        make = lambda: Distill(None, alpha=0.4, temperature=1.0, kind="forward", top_k=K)  # noqa: E731
+    else:
+        make = NextToken
+    want_values, want_grads = _module_grads(0, make(), batch, mtp_kind)
+    got_values, got_grads = _module_grads(5, make(), batch, mtp_kind)
+    assert list(got_values) == list(want_values)
+    for name in want_values:
+        torch.testing.assert_close(got_values[name], want_values[name], rtol=1e-5, atol=1e-6)
+    # The head is tied to the embedding (named once); the MTP heads train through the chunked path too.
+    assert set(got_grads) == set(want_grads) >= {"lm.model.embed_tokens.weight", "mtp.out_norms.1.weight"}
+    for name, g in want_grads.items():
+        torch.testing.assert_close(got_grads[name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()))

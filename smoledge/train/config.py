@@ -124,6 +124,12 @@ class TrainConfig(Section):
     compile: Literal["auto", "on", "off"] = "auto"
     """torch.compile the model; `auto` compiles on CUDA only (on CPU the compile time outweighs
     the gain for small runs)."""
+    loss_chunk: int = 512
+    """Positions per chunk of the LM head and its loss (smoledge.train.fused_head): logits, loss and their
+    gradients are made a chunk at a time, so the (batch_size x seq_len, vocab) logits never exist whole,
+    for the same loss. At a 49,152 vocabulary that saves GBs and time per step (BENCHMARKS.md, issue 20).
+    0 makes the whole logits and takes the loss from them: the reference path the chunked one is tested
+    against."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under <stage>/tensorboard."""
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -145,7 +151,7 @@ class TrainConfig(Section):
             if not 0.0 <= getattr(self, key) < 1.0:
                 self.fail(key, f"must be in [0, 1), got {getattr(self, key)}")
         for key in ("weight_decay", "grad_clip", "threads", "z_loss", "qk_clip", "mtp_heads", "mtp_weight",
-                    "spike_factor", "max_rollbacks", "fsdp_min_params"):
+                    "spike_factor", "max_rollbacks", "fsdp_min_params", "loss_chunk"):
             if getattr(self, key) < 0:
                 self.fail(key, f"must be >= 0, got {getattr(self, key)}")
         if 0 < self.qk_clip <= 1:

@@ -9,9 +9,11 @@
 Each step: lr from the schedule, the next batch index from the data cursor, this
 rank's slice of the global batch, forward (objective + z-loss + MTP) under autocast,
 the spike/NaN guard, backward, global grad-norm clip, the guard again on the norm,
-optimizer step, QK-clip. Every `eval_every` steps (and at the end) the validation
-loss is measured; every `checkpoint_every` steps (and at step 0 and the end) a
-checkpoint is written. Every `health.interval` steps the health monitors
+optimizer step, QK-clip. The losses come from the final hidden states `loss_chunk`
+positions at a time, never from the whole (B, T, V) logits (smoledge.train.fused_head).
+Every `eval_every` steps (and at the end) the validation loss is measured; every
+`checkpoint_every` steps (and at step 0 and the end) a checkpoint is written.
+Every `health.interval` steps the health monitors
 (smoledge.train.health) measure the step into health.jsonl. Metrics go to
 metrics.jsonl and TensorBoard, events (rollbacks, health alerts) to events.jsonl,
 and a loss-curve PNG to loss.png.
@@ -160,7 +162,7 @@ class _Run:
         if cfg.health.interval > 0:  # like QKClip, before wrap: its attention recorder lives in the model
             self.health = HealthMonitor(model, cfg.health, self.guard, qk=self.qk, all_reduce=self.rt.all_reduce,
                                         sharded=self.rt.parallel == "fsdp")
-        core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss, features)
+        core = TrainModule(model, objective, mtp, cfg.mtp_weight, cfg.z_loss, features, cfg.loss_chunk)
         self.module = self.rt.wrap(core, core.blocks())
         self.core: TrainModule = unwrap(self.module)
         self.optim: Optimizers = build_optimizer(self.core, cfg, fused=self.rt.parallel != "fsdp")

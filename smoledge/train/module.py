@@ -1,7 +1,8 @@
 """What one training step computes: the language model, its objective and the auxiliary losses.
 
     from smoledge.train.module import TrainModule, NextToken, Distill
-    tm = TrainModule(model, NextToken(), mtp=MTPHeads(model.config, 2, "parallel"), mtp_weight=0.3, z_loss=1e-4)
+    tm = TrainModule(model, NextToken(), mtp=MTPHeads(model.config, 2, "parallel"), mtp_weight=0.3, z_loss=1e-4,
+                     loss_chunk=512)
     loss, parts = tm(**batch.model_inputs(), labels=batch.labels, denoms=denoms, **batch.teacher_inputs())
 
 Everything the optimizer updates lives in this one nn.Module (the HF model under
@@ -14,6 +15,10 @@ whose forward returns the loss, and a checkpoint is one state. Export saves only
 number that loss sums are divided by: the global labelled count / world size
 (see smoledge.train.losses). The objective is a plain callable, not a submodule,
 so a distillation teacher is neither trained, checkpointed nor sharded.
+
+No loss here makes the whole (B, T, V) logits: the objective, the z-loss and every MTP depth take their
+losses from a fused_head.Head (hidden states + the LM head), `loss_chunk` positions at a time
+(`loss_chunk` 0: whole logits, the reference path).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from smoledge.train.data import IGNORE_INDEX, Batch
-from smoledge.train.losses import causal_lm_loss, distill_loss, teacher_targets, z_loss
+from smoledge.train.fused_head import DEFAULT_CHUNK, Head
+from smoledge.train.losses import Soft
 from smoledge.train.mtp import MTPHeads, mtp_labels
 
 if TYPE_CHECKING:
@@ -31,17 +37,18 @@ if TYPE_CHECKING:
 
 
 class Objective(Protocol):
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+    """The step's loss from the student's head (its z-loss included), the batch and the denominator."""
+
+    def __call__(self, head: Head, batch: Batch, denom: torch.Tensor, student_out: Any = None,
                  features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
 
 class NextToken:
     """Plain next-token cross-entropy (pretraining)."""
 
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+    def __call__(self, head: Head, batch: Batch, denom: torch.Tensor, student_out: Any = None,
                  features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ce = causal_lm_loss(logits, batch.labels, denom)
-        return ce, {"ce": ce.detach()}
+        return head.loss(batch.labels, denom)
 
 
 class Distill:
@@ -59,7 +66,7 @@ class Distill:
         self.kind = kind
         self.top_k = top_k
 
-    def __call__(self, logits: torch.Tensor, batch: Batch, denom: torch.Tensor, student_out: Any = None,
+    def __call__(self, head: Head, batch: Batch, denom: torch.Tensor, student_out: Any = None,
                  features: "FeatureDistill | None" = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         teacher_out = None
         if batch.teacher_ids is not None:
@@ -70,9 +77,9 @@ class Distill:
             flags = features.output_flags() if features is not None else {}
             with torch.no_grad():
                 teacher_out = self.teacher.model(**batch.model_inputs(), use_cache=False, **flags)
-                t_logits = self.teacher.lm_head(teacher_out.last_hidden_state)  # (B, T, V)
-                target = teacher_targets(t_logits, self.temperature, self.top_k)
-        loss, parts = distill_loss(logits, target, batch.labels, self.alpha, self.temperature, self.kind, denom)
+                t_head = Head(teacher_out.last_hidden_state, self.teacher.lm_head, head.chunk)
+                target = t_head.targets(self.temperature, self.top_k)   # (B, T, k), (B, T, k + 1)
+        loss, parts = head.loss(batch.labels, denom, self.alpha, Soft(target, self.temperature, self.kind))
         if features is not None:
             if teacher_out is None:
                 raise RuntimeError("feature distillation needs the teacher in the loop (distill.mode: online)")
@@ -85,9 +92,11 @@ class Distill:
 
 class TrainModule(torch.nn.Module):
     def __init__(self, lm: torch.nn.Module, objective: Objective, mtp: MTPHeads | None = None,
-                 mtp_weight: float = 0.0, z_loss: float = 0.0, features: "FeatureDistill | None" = None):
+                 mtp_weight: float = 0.0, z_loss: float = 0.0, features: "FeatureDistill | None" = None,
+                 loss_chunk: int = DEFAULT_CHUNK):
         super().__init__()
         self.lm = lm
+        self.loss_chunk = loss_chunk
         self.mtp = mtp
         self.features = features
         self.objective = objective
@@ -114,19 +123,15 @@ class TrainModule(torch.nn.Module):
         flags = features.output_flags() if features is not None else {}
         out = self.lm.model(**batch.model_inputs(), use_cache=False, **flags)
         hidden = out.last_hidden_state                                                     # (B, T, C)
-        logits = self.lm.lm_head(hidden)                                                    # (B, T, V)
         if eval_only:
-            return causal_lm_loss(logits, labels, denom=1.0), {}
-        loss, parts = self.objective(logits, batch, denoms[0], student_out=out, features=features)
-        if self.z_loss > 0:
-            zl = z_loss(logits, labels, denoms[0])
-            loss = loss + self.z_loss * zl
-            parts["z_loss"] = zl.detach()
+            return Head(hidden, self.lm.lm_head, self.loss_chunk).loss(labels, denom=1.0)[0], {}
+        head = Head(hidden, self.lm.lm_head, self.loss_chunk, z_weight=self.z_loss)
+        loss, parts = self.objective(head, batch, denoms[0], student_out=out, features=features)
         if self.mtp is not None and self.mtp_weight > 0:
             rope = self.lm.model.rotary_emb(hidden, position_ids)
-            extra = self.mtp(hidden, input_ids, attention_mask, rope, self.lm.model.embed_tokens, self.lm.lm_head)
-            per_depth = [causal_lm_loss(lg, mtp_labels(labels, d), denoms[d])    # lg: (B, T, V)
-                         for d, lg in enumerate(extra, start=1)]
+            extra = self.mtp.hidden_states(hidden, input_ids, attention_mask, rope, self.lm.model.embed_tokens)
+            per_depth = [Head(h, self.lm.lm_head, self.loss_chunk).loss(mtp_labels(labels, d), denoms[d])[0]
+                         for d, h in enumerate(extra, start=1)]                    # h: (B, T, C)
             mtp = torch.stack(per_depth).mean()
             loss = loss + self.mtp_weight * mtp
             parts["mtp"] = mtp.detach()

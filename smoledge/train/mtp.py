@@ -117,14 +117,22 @@ class MTPHeads(nn.Module):
     def forward(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_embeddings: tuple[torch.Tensor, torch.Tensor], embed_tokens: nn.Embedding,
                 lm_head: nn.Linear) -> list[torch.Tensor]:
-        """Logits (B, T, V) for depths 1..k.
+        """Logits (B, T, V) for depths 1..k: lm_head over `hidden_states(...)` (same arguments)."""
+        return [lm_head(h) for h in self.hidden_states(hidden, input_ids, attention_mask, position_embeddings,
+                                                       embed_tokens)]                # k x (B, T, V)
+
+    def hidden_states(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      position_embeddings: tuple[torch.Tensor, torch.Tensor], embed_tokens: nn.Embedding
+                      ) -> list[torch.Tensor]:
+        """The normed hidden state (B, T, C) each depth 1..k feeds the LM head: the training loop takes their
+        losses chunk by chunk (smoledge.train.fused_head) instead of making k whole logits tensors.
 
         hidden: the trunk's final (normed) hidden state (B, T, C); input_ids (B, T);
         attention_mask: the trunk's 4-D mask (B, 1, T, T); position_embeddings: the trunk's
-        (cos, sin); embed_tokens / lm_head: the model's shared (tied) embedding and output."""
+        (cos, sin); embed_tokens: the model's shared (tied) embedding."""
         block_kwargs = {"attention_mask": attention_mask, "position_embeddings": position_embeddings,
                         "use_cache": False}
-        logits = []
+        out = []
         h = hidden                                                              # (B, T, C)
         for d in range(1, self.k + 1):
             i = d - 1
@@ -137,5 +145,5 @@ class MTPHeads(nn.Module):
                 e = embed_tokens(ahead)                                         # (B, T, C)
                 mixed = torch.cat([self.hidden_norms[i](h), self.embed_norms[i](e)], dim=-1)  # (B, T, 2C)
                 h = self.blocks[i](self.projs[i](mixed), **block_kwargs)        # (B, T, C)
-            logits.append(lm_head(self.out_norms[i](h)))                        # (B, T, V)
-        return logits
+            out.append(self.out_norms[i](h))                                    # (B, T, C)
+        return out
