@@ -165,7 +165,9 @@ def timed(args: argparse.Namespace, step_seconds: list[float], wall: float, fina
 
 # ----------------------------------------------------------------------------- peers
 
-def run_smoledge(args: argparse.Namespace, work: Path) -> dict:
+def run_smoledge(args: argparse.Namespace, work: Path, source=None, objective=None, **overrides) -> dict:
+    """smoledge's loop on the sampler's batches (or `source`'s), with `objective` (default next-token) and
+    PretrainConfig `overrides`."""
     from smoledge.model.build import init_model
     from smoledge.progress import Progress
     from smoledge.train.config import PretrainConfig
@@ -178,13 +180,13 @@ def run_smoledge(args: argparse.Namespace, work: Path) -> dict:
                          beta1=BETAS[0], beta2=BETAS[1], weight_decay=WEIGHT_DECAY, grad_clip=CLIP,
                          warmup_steps=args.warmup, checkpoint_every=10 * args.steps, eval_every=10 * args.steps,
                          eval_batches=1, threads=args.threads, seed=SEED, tensorboard=False, device="cpu",
-                         precision=args.precision, compile=args.compile)
+                         precision=args.precision, compile=args.compile, **overrides)
     model = init_model(model_config(args), seed=SEED)
     valid = validation_batches(Shard.open(args.data, "valid"), args.batch_size, args.seq_len, 1)
     stage = work / "smoledge"
     t0 = time.perf_counter()
-    outcome = train(model, cfg, sampler(args), valid, stage, Progress("bench", log_every_s=1e9),
-                    {"bench": "train_throughput"})
+    outcome = train(model, cfg, source or sampler(args), valid, stage, Progress("bench", log_every_s=1e9),
+                    {"bench": "train_throughput"}, objective=objective)
     wall = time.perf_counter() - t0
     rows = [r for r in read_metrics(stage / METRICS) if "tokens_per_s" in r and r["step"] > args.warmup]
     tokens = args.batch_size * args.seq_len
