@@ -229,6 +229,23 @@ def test_the_teacher_cache_preflight_refuses_before_any_work(tmp_path: Path) -> 
         teacher_cache.preflight(stage_context(tmp_path, qwen))
 
 
+def test_online_distillation_refuses_the_misfit_in_its_own_preflight(tmp_path: Path) -> None:
+    """distill.mode online has no teacher-cache stage: distill's preflight refuses before the last student is
+    cleared or the teacher loads."""
+    from smoledge.train import distill
+
+    teacher_dir = tmp_path / "SmolLM2-like"
+    random_teacher(teacher_config("smollm2")).save_pretrained(teacher_dir)
+    student = {"preset": "custom", "num_layers": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4,
+               "num_kv_heads": 1, "rope_theta": 100000.0, "rms_norm_eps": 1e-5}
+    raw = {"name": "o", "student": student,
+           "distill": {"teacher": str(teacher_dir), "init": "prune", "mode": "online"}}
+    assert distill.STAGE.preflight is distill.preflight
+    with pytest.raises(SmoledgeError, match=rf"teacher {teacher_dir} \(model_type 'llama'\).*no_rope_interval: 0"):
+        distill.preflight(stage_context(tmp_path, Recipe.from_dict(raw)))
+    distill.preflight(stage_context(tmp_path, Recipe.from_dict({**raw, "student": {**student, "no_rope_interval": 0}})))
+
+
 def test_the_recipes_own_teacher_is_checked_once_pretrained(tmp_path: Path) -> None:
     """Not when the recipe loads: a scaling run varies the teacher and stops at pretrain. The teacher-cache
     preflight reads the pretrained teacher's config (and pretrain does not depend on the student)."""

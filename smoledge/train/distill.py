@@ -53,15 +53,17 @@ def external_inputs(recipe: Recipe) -> dict[str, Any]:
 
 
 def preflight(ctx: StageContext) -> None:
-    """Checked before the last student is cleared: an external teacher must speak the shards' tokenizer,
-    and a cache must have been made from this run's teacher, tokenizer, data and batches."""
+    """Checked before the last student is cleared: a pruned student must fit its teacher (online, or with
+    another run's cache, no teacher-cache stage checked it), an external teacher must speak the shards'
+    tokenizer, and a cache must have been made from this run's teacher, tokenizer, data and batches."""
     from transformers import AutoTokenizer
 
     from smoledge.tokenizer.shards import Shard
-    from smoledge.train.teacher import check_tokenizer
+    from smoledge.train.teacher import check_prune, check_tokenizer
     from smoledge.train.teacher_cache import tokenizer_name
 
     cfg = ctx.recipe.distill
+    check_prune(ctx.recipe, ctx.files.pretrain)
     tok_dir, shards = ctx.files.tokenizer.tokenizer, ctx.files.tokenizer.shards
     if not (tok_dir / "tokenizer.json").exists() or not (shards / "train.meta.json").exists():
         return  # run() says what is missing
