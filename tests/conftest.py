@@ -106,3 +106,16 @@ def smollm2_hf(tmp_path_factory, smollm2_gguf: Path) -> Path:
     from smoledge.model.from_gguf import hf_dir_from_gguf
 
     return hf_dir_from_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "hf")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and far slower with intra-op threads fighting other processes
+    for the cores; restores the process-wide setting afterwards. Modules take it with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

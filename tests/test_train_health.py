@@ -32,12 +32,7 @@ from smoledge.train.stability import SpikeGuard
 VOCAB = 1024
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- the metrics, on known answers ------------------------------------------------------------

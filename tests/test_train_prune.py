@@ -24,13 +24,7 @@ from smoledge.train.prune import prune_from_teacher, select_layers
 VOCAB = 96
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; restore the process-wide setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(vocab: int = VOCAB, **kw):

@@ -34,12 +34,7 @@ COMMON = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidd
               num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def teacher_config(kind: str, **overrides: Any) -> Any:

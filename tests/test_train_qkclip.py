@@ -22,14 +22,7 @@ from smoledge.train.qkclip import IMPLEMENTATION, QKClip, head_max_logits
 VOCAB = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far slower with intra-op threads fighting
-    other processes for the cores; restore the process-wide setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(num_kv_heads: int = 2, seed: int = 0, qk_gain: float = 6.0) -> SmolLM3ForCausalLM:
