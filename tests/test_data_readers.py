@@ -122,14 +122,17 @@ def test_text_files_are_one_document_each(tmp_path, prose_texts):
     corpus = tmp_path / "books"
     (corpus / "fr").mkdir(parents=True)
     (corpus / "a.txt").write_text("\n".join(prose_texts[:5]) + "\n", encoding="utf-8")
-    (corpus / "fr" / "b.txt").write_bytes(prose_texts[5].encode() + b" \xff\xfe")
+    damaged = "Déjà vu, un café crème à la gare. " * 10  # UTF-8 with two stray bytes at its end
+    (corpus / "fr" / "b.txt").write_bytes(damaged.encode() + b" \xff\xfe")
+    (corpus / "fr" / "c.txt").write_bytes(("Les élèves étudient à l'école. " * 20).encode("latin-1"))
     (corpus / "empty.txt").write_text("  \n", encoding="utf-8")
     (corpus / "notes.md").write_text(prose_texts[6], encoding="utf-8")  # not a .txt: not read
     stats = Counter()
     docs = list(read_source(SourceConfig(name="books", kind="text", path=str(corpus)), seed=0, stats=stats))
-    assert [d.id for d in docs] == ["a.txt", "fr/b.txt"]
+    assert [d.id for d in docs] == ["a.txt", "fr/b.txt", "fr/c.txt"]
+    assert docs[2].text.startswith("Les élèves étudient à l'école.")  # Latin-1 decoded, not replaced
     assert docs[0].text == "\n".join(prose_texts[:5]) and docs[0].metadata == {"format": "text"}
-    assert docs[1].text.startswith(prose_texts[5]) and docs[1].text.endswith("\ufffd\ufffd")
+    assert docs[1].text.startswith(damaged.strip()) and docs[1].text.endswith("\ufffd\ufffd")
     assert stats == Counter({"skipped:empty": 1, "text:bytes_replaced": 1})
     with pytest.raises(ConfigError, match="a 'text' source needs a path"):
         SourceConfig(name="books", kind="text")

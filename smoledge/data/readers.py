@@ -376,15 +376,22 @@ def _read_html(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
 
 
 def _read_text(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
+    from smoledge.data.extract import UndecodableError, decode_html
+
     for path, doc_id in _file_ids(source):
         data = _read_file(path, source, stats)
-        if data is not None:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("utf-8", errors="replace")
-                stats["text:bytes_replaced"] += 1
-            yield Doc(id=doc_id, text=text.strip(), source=source.name, metadata={"format": "text"})
+        if data is None:
+            continue
+        # The pages' decoder: a BOM, UTF-8, a few stray bytes replaced, or a guessed legacy encoding (a
+        # Latin-1 book), never every accented letter turned into U+FFFD.
+        try:
+            text, encoding = decode_html(data)
+        except UndecodableError:
+            stats["skipped:undecodable"] += 1
+            continue
+        if encoding.endswith("+replace"):
+            stats["text:bytes_replaced"] += 1
+        yield Doc(id=doc_id, text=text.strip(), source=source.name, metadata={"format": "text"})
 
 
 def _read_pdf(source: SourceConfig, stats: Counter, hook: Callable[[bytes, str], str | None] | None) -> Iterator[Doc]:
