@@ -127,8 +127,8 @@ class TrainConfig(Section):
     loss_chunk: int = 512
     """Positions per chunk of the LM head and its loss (smoledge.train.fused_head): logits, loss and their
     gradients are made a chunk at a time, so the (batch_size x seq_len, vocab) logits never exist whole,
-    for the same loss. At 8 x 256 positions, 512 wide, a 49,152 vocabulary, fp32 on 2 CPU cores: 0.7 GB
-    less peak memory and 6% less time per step (benchmarks/train_vs_hf_trainer.py). 0 makes the whole
+    for the same loss. At 8 x 256 positions, 512 wide, a 49,152 vocabulary, fp32 on 2 CPU cores: 1.0 GB
+    less peak memory and 13% more tokens/s than the whole logits (benchmarks/train_vs_hf_trainer.py, BENCHMARKS.md). 0 makes the whole
     logits and takes the loss from them: the reference path the chunked one is tested against."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under <stage>/tensorboard."""

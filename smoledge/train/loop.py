@@ -42,6 +42,7 @@ from typing import Any, Iterator
 import torch
 
 from smoledge.errors import SmoledgeError
+from smoledge.host import local_cores
 from smoledge.progress import Progress
 from smoledge.train.checkpoint import (latest_checkpoint, load_checkpoint, load_module_tensors, module_tensors,
                                        save_checkpoint)
@@ -54,7 +55,6 @@ from smoledge.train.module import NextToken, Objective, TrainModule
 from smoledge.train.mtp import MTPHeads, mtp_labels
 from smoledge.train.optim import Optimizers, build_optimizer
 from smoledge.train.runtime import Runtime, barrier, unwrap
-from smoledge.host import local_cores
 from smoledge.train.schedule import lr_factor
 from smoledge.train.stability import DataCursor, Rollback, SpikeGuard
 
