@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                 llm.reset()
                 llm.eval(ids[a:b])
 
-        sides = {"smoledge": lambda: score(scorer, ids, ones, SEQ_LEN), "all-logits": None, "pp": None}
         full, last = runtime(True), runtime(False)
-        sides["all-logits"], sides["pp"] = (lambda: read(full)), (lambda: read(last))
+        sides = {"smoledge": lambda: score(scorer, ids, ones, SEQ_LEN), "all-logits": lambda: read(full),
+                 "pp": lambda: read(last)}
         for fn in sides.values():  # first touch of the weights and buffers
             fn()
         rates: dict[str, list[float]] = {k: [] for k in sides}
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         print("  " + "   ".join(f"{k} {v:.0f} tok/s" for k, v in med.items()))
         print(f"  smoledge / all-logits {med['smoledge'] / med['all-logits']:.2f}x   "
               f"smoledge / pp {med['smoledge'] / med['pp']:.2f}x")
-        full.close(), last.close()
+        full.close()
+        last.close()
         scorer.llm.close()
 
 

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--ratio-to", default="", help="row whose ppl the others are divided by (default: none)")
     args = p.parse_args(argv)
+    if bad := [m for m in args.model if "=" not in m or not Path(m.split("=", 1)[1]).is_dir()]:
+        p.error(f"--model takes LABEL=HF_DIR with an existing directory; got {', '.join(bad)}")
     import torch
     from transformers import AutoTokenizer
 

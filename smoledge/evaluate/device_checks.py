@@ -102,6 +102,8 @@ class DeviceChecks:
     def _measure(self, check: Check, reference: Check | None) -> None:
         cfg = self.cfg
         prompts = [p for p in self.prompts if p.length in check.lengths]
+        if not prompts and not self.tasks:
+            return  # nothing to run: no model to load
         need = max([cfg.seq_len, *(p.length for p in prompts)])
         scorer = self.make_scorer(check.artifact, need, check.threads)
         if prompts:

@@ -19,8 +19,8 @@ Per HF model_type (the ones smoledge exports, smoledge.export.architectures):
 On top of the architecture, the student must also read its slices the teacher's way: the same RoPE base
 and scaling, the same RMSNorm epsilon, a NoPE pattern the teacher's layers can fill, and a context the
 teacher attends to in full. Every refusal names the recipe key to change, so `check_prunable` can run
-before anything expensive (the teacher-cache stage's preflight, on an external teacher or the one this
-recipe pretrained) and `prune_from_teacher` runs the same checks on the HF configs it is given.
+before anything expensive (the teacher-cache and distill stages' preflights, on an external teacher or the
+one this recipe pretrained) and `prune_from_teacher` runs the same checks on the HF configs it is given.
 
 Not at recipe validation for the recipe's own teacher, although its shape is known there: a sweep or a
 scaling run varies the teacher and stops at pretrain, where the student does not matter; and a misfit
