@@ -18,7 +18,8 @@ from smoledge.train.fused_head import Head, chunked_loss
 from smoledge.train.losses import Soft, logits_loss, teacher_targets
 from smoledge.train.module import Distill, NextToken, TrainModule
 from smoledge.train.mtp import MTPHeads
-from test_train_qkclip import one_thread  # noqa: F401  (autouse: tiny models on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run on one thread
 
 B, T, C, V, K = 3, 7, 8, 97, 5  # 21 positions, 18 labelled: the chunk sizes below leave a shorter last chunk
 

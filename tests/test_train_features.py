@@ -13,7 +13,8 @@ from smoledge.model.build import EOS_ID, hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.train.data import IGNORE_INDEX, Batch, pack
 from smoledge.train.features import FeatureDistill, map_layers, use_eager_attention
-from test_train_qkclip import one_thread  # noqa: F401  (autouse: tiny models on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run on one thread
 
 B, T = 2, 96
 

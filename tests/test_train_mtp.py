@@ -14,7 +14,8 @@ from smoledge.model.build import hf_config, init_model
 from smoledge.model.config import ModelConfig
 from smoledge.train.data import IGNORE_INDEX, pack
 from smoledge.train.mtp import MTPHeads, mtp_labels
-from test_train_qkclip import one_thread  # noqa: F401  (autouse: tiny models on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run on one thread
 
 KINDS = ["parallel", "sequential"]
 I = IGNORE_INDEX
