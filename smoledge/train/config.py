@@ -130,6 +130,10 @@ class TrainConfig(Section):
     for the same loss. At 8 x 256 positions, 512 wide, a 49,152 vocabulary, fp32 on 2 CPU cores: 1.0 GB
     less peak memory and 13% more tokens/s than the whole logits (benchmarks/train_vs_hf_trainer.py, BENCHMARKS.md). 0 makes the whole
     logits and takes the loss from them: the reference path the chunked one is tested against."""
+    lean_activations: bool = True
+    """Train with smoledge.train.lean_ops' RMSNorm and SwiGLU: the same function and gradients, with
+    fewer activations kept for backward (per layer 2 x hidden + intermediate floats a token). false
+    trains the stock transformers modules: the reference the lean ones are tested against."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under <stage>/tensorboard."""
     health: HealthConfig = field(default_factory=HealthConfig)

@@ -49,6 +49,7 @@ from smoledge.train.checkpoint import (latest_checkpoint, load_checkpoint, load_
 from smoledge.train.config import TrainConfig
 from smoledge.train.data import IGNORE_INDEX, Batch, BatchSource
 from smoledge.train.health import HealthMonitor
+from smoledge.train.lean_ops import lean_activations
 from smoledge.train.losses import causal_lm_loss
 from smoledge.train.metrics import EVENTS, METRICS, MetricsLog, flops_per_token, peak_flops, read_metrics
 from smoledge.train.module import NextToken, Objective, TrainModule
@@ -117,7 +118,7 @@ def train(
 ) -> TrainOutcome:
     """`sampler` is anything with `.batch(k) -> Batch` (cached distillation adds the teacher's targets);
     `features` (a FeatureDistill) is trained and checkpointed with the model, never exported."""
-    with training_threads(cfg):
+    with training_threads(cfg), lean_activations(model, cfg.lean_activations):
         return _Run(model, cfg, sampler, valid, Path(stage_dir), progress, identity, objective or NextToken(),
                     features).run()
 

@@ -1,0 +1,131 @@
+"""RMSNorm and SwiGLU for training that keep fewer activations for backward, same function.
+
+    from smoledge.train.lean_ops import lean_activations
+    with lean_activations(model):          # smoledge's SmolLM3 (or a Llama): its norms and MLPs swapped
+        loss = ...; loss.backward()         # same values and gradients, less memory held in between
+    # on exit every module is its stock transformers class again
+
+Why: on a CPU step with SmolLM2's vocabulary the chunked LM head (smoledge.train.fused_head) already
+keeps the logits from existing whole, and what is left at the peak, the end of forward, is mostly the
+activations autograd saves for backward. transformers' modules save more than backward needs:
+  RMSNorm  `weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype)` saves the normalised x (one
+           (B, T, C) tensor) for the weight's gradient, beside x itself. Here only x and the (B, T, 1)
+           inverse RMS are saved; backward recomputes the normalised x from them.
+  SwiGLU   `down(silu(gate(x)) * up(x))` saves gate (for silu), silu(gate) and up (for the product),
+           and the product (for down). Here silu(gate) is not saved: backward recomputes it from gate.
+Per decoder layer that is 2 x C + I floats a token less, for one extra elementwise pass each in backward
+(Liger-Kernel's RMSNorm and SwiGLU kernels make the same trade on GPUs, in Triton; here it is eager
+PyTorch, which is what a CPU step runs). Measured on the recipe's student (20 x 384, MLP 1024, 8 x 256
+tokens, fp32): see BENCHMARKS.md, "A real student from a real teacher".
+
+Equality: forward is transformers' own sequence of ops (bit-identical); SwiGLU's backward calls the
+same aten kernels autograd would (silu_backward, mul), so it is bit-identical too; RMSNorm's backward is
+the closed form of the same derivative, equal within float rounding. tests/test_lean_ops.py checks
+outputs and gradients against the stock modules in fp32 and under bf16 autocast.
+
+What it does not do: RoPE and attention (SDPA keeps only its output and log-sum-exp already), MLPs with
+biases or an activation other than SiLU (left stock), and any other model family's modules (left stock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
+from transformers.models.smollm3.modeling_smollm3 import SmolLM3MLP, SmolLM3RMSNorm
+
+
+class _RMSNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
+        xf = x.to(torch.float32)
+        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)                  # (..., 1)
+        ctx.save_for_backward(x, weight, rstd)
+        return weight * (xf * rstd).to(x.dtype)                                      # (..., C)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+        x, weight, rstd = ctx.saved_tensors
+        n = x.to(torch.float32) * rstd                                               # (..., C)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad * n.to(x.dtype)).reshape(-1, n.shape[-1]).sum(0).to(weight.dtype)  # (C,)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gn = (grad * weight).to(torch.float32)                                   # (..., C)
+            # d/dx of x * (mean(x^2) + eps)^-1/2: rstd * (gn - n * mean(gn * n)).
+            grad_x = (rstd * (gn - n * (gn * n).mean(-1, keepdim=True))).to(x.dtype)
+        return grad_x, grad_w, None
+
+
+class _SwiGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up                                                     # (..., I)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        gate, up = ctx.saved_tensors
+        grad_up = grad * F.silu(gate)                                                # (..., I)
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate)                    # (..., I)
+        return grad_gate, grad_up
+
+
+class _LeanSmolLM3RMSNorm(SmolLM3RMSNorm):
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return _RMSNorm.apply(hidden_states, self.weight, self.variance_epsilon)
+
+
+class _LeanLlamaRMSNorm(LlamaRMSNorm):
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return _RMSNorm.apply(hidden_states, self.weight, self.variance_epsilon)
+
+
+class _LeanSmolLM3MLP(SmolLM3MLP):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+class _LeanLlamaMLP(LlamaMLP):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+# Stock class -> its lean subclass: the same parameters and buffers, only forward differs, so a module's
+# class can be swapped in place and back (state dicts, hooks and isinstance checks are unaffected).
+LEAN_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
+    SmolLM3RMSNorm: _LeanSmolLM3RMSNorm,
+    LlamaRMSNorm: _LeanLlamaRMSNorm,
+    SmolLM3MLP: _LeanSmolLM3MLP,
+    LlamaMLP: _LeanLlamaMLP,
+}
+
+
+def _swappable(module: nn.Module) -> bool:
+    if isinstance(module, (SmolLM3MLP, LlamaMLP)):
+        # The lean forward hard-codes SiLU and bias-free projections.
+        return module.config.hidden_act == "silu" and module.gate_proj.bias is None
+    return True
+
+
+@contextlib.contextmanager
+def lean_activations(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+    """Swap `model`'s stock RMSNorm and MLP modules for their lean subclasses; restore them on exit.
+    Yields how many modules were swapped (0 when disabled or when the model has none of these classes)."""
+    swapped: list[tuple[nn.Module, type[nn.Module]]] = []
+    if enabled:
+        for module in model.modules():
+            lean = LEAN_CLASSES.get(type(module))
+            if lean is not None and _swappable(module):
+                swapped.append((module, type(module)))
+                module.__class__ = lean
+    try:
+        yield len(swapped)
+    finally:
+        for module, stock in swapped:
+            module.__class__ = stock
