@@ -13,18 +13,24 @@ activations autograd saves for backward. transformers' modules save more than ba
            inverse RMS are saved; backward recomputes the normalised x from them.
   SwiGLU   `down(silu(gate(x)) * up(x))` saves gate (for silu), silu(gate) and up (for the product),
            and the product (for down). Here silu(gate) is not saved: backward recomputes it from gate.
-Per decoder layer that is 2 x C + I floats a token less, for one extra elementwise pass each in backward
-(Liger-Kernel's RMSNorm and SwiGLU kernels make the same trade on GPUs, in Triton; here it is eager
-PyTorch, which is what a CPU step runs). Measured on the recipe's student (20 x 384, MLP 1024, 8 x 256
+  GQA      transformers' sdpa attention copies each KV head to its query heads (repeat_kv) whenever a mask
+           is given, which smoledge's packed batches always give, and autograd keeps the copies. Here
+           SDPA gets the KV heads as they are (enable_gqa) and keeps those: 2 x (H - KV) x head_dim floats
+           a token less, and no copy or sum over the copies.
+Per decoder layer that is 2 x C + I + 2 x (H - KV) x head_dim floats a token less, for one extra
+elementwise pass per norm and MLP in backward (Liger-Kernel's RMSNorm and SwiGLU kernels make the same
+trade on GPUs, in Triton; here it is eager PyTorch, which is what a CPU step runs). Measured on the recipe's student (20 x 384, MLP 1024, 8 x 256
 tokens, fp32): see BENCHMARKS.md, "A real student from a real teacher".
 
-Equality: forward is transformers' own sequence of ops (bit-identical); SwiGLU's backward calls the
-same aten kernels autograd would (silu_backward, mul), so it is bit-identical too; RMSNorm's backward is
-the closed form of the same derivative, equal within float rounding. tests/test_lean_ops.py checks
+Equality: the norms' and MLPs' forward is transformers' own sequence of ops (bit-identical); SwiGLU's
+backward calls the same aten kernels autograd would (silu_backward, mul), so it is bit-identical too;
+RMSNorm's backward is the closed form of the same derivative, and SDPA over shared KV heads the same
+attention, both equal within float rounding. tests/test_lean_ops.py checks
 outputs and gradients against the stock modules in fp32 and under bf16 autocast.
 
-What it does not do: RoPE and attention (SDPA keeps only its output and log-sum-exp already), MLPs with
-biases or an activation other than SiLU (left stock), and any other model family's modules (left stock).
+What it does not do: RoPE (autograd keeps only cos and sin for it already), MLPs with biases or an
+activation other than SiLU (left stock), attention other than sdpa (eager, which feature distillation
+needs for the maps, stays), and any other model family's modules (left stock).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 from transformers.models.smollm3.modeling_smollm3 import SmolLM3MLP, SmolLM3RMSNorm
 
@@ -76,6 +84,26 @@ class _SwiGLU(torch.autograd.Function):
         return grad_gate, grad_up
 
 
+def _gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+              is_causal: bool | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa_attention_forward with the KV heads shared by SDPA instead of copied.
+    query (B, H, T, D), key and value (B, KV, S, D), mask (B, 1, T, S) or None."""
+    if attention_mask is not None and attention_mask.ndim == 4:
+        attention_mask = attention_mask[:, :, :, : key.shape[-2]]
+    if is_causal is None:
+        is_causal = query.shape[2] > 1 and attention_mask is None and getattr(module, "is_causal", True)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
+                                         scale=scaling, is_causal=is_causal, enable_gqa=True)  # (B, H, T, D)
+    return out.transpose(1, 2).contiguous(), None                                            # (B, T, H, D)
+
+
+# The attention implementation's name in transformers' registries; its masks are sdpa's.
+GQA_SDPA = "smoledge_gqa_sdpa"
+AttentionInterface.register(GQA_SDPA, _gqa_sdpa)
+AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+
+
 class _LeanSmolLM3RMSNorm(SmolLM3RMSNorm):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return _RMSNorm.apply(hidden_states, self.weight, self.variance_epsilon)
@@ -114,18 +142,24 @@ def _swappable(module: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def lean_activations(model: nn.Module, enabled: bool = True) -> Iterator[int]:
-    """Swap `model`'s stock RMSNorm and MLP modules for their lean subclasses; restore them on exit.
-    Yields how many modules were swapped (0 when disabled or when the model has none of these classes)."""
+def lean_activations(model: PreTrainedModel, enabled: bool = True) -> Iterator[int]:
+    """Swap `model`'s stock RMSNorm and MLP modules for their lean subclasses, and its sdpa attention for
+    GQA_SDPA; restore them on exit. Yields how many modules were swapped (0 when disabled or when the model
+    has none of these classes)."""
     swapped: list[tuple[nn.Module, type[nn.Module]]] = []
+    attention = model.config._attn_implementation
     if enabled:
         for module in model.modules():
             lean = LEAN_CLASSES.get(type(module))
             if lean is not None and _swappable(module):
                 swapped.append((module, type(module)))
                 module.__class__ = lean
+        if attention == "sdpa":
+            model.set_attn_implementation(GQA_SDPA)
     try:
         yield len(swapped)
     finally:
         for module, stock in swapped:
             module.__class__ = stock
+        if model.config._attn_implementation != attention:
+            model.set_attn_implementation(attention)
