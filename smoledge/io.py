@@ -111,6 +111,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def drop_partial_writes(root: str | Path) -> list[Path]:
+    """Remove the temp files and directories atomic_path / atomic_dir leave under `root` when their writer is
+    killed (SIGKILL, OOM, power): call it only where no writer can be alive. Returns what it removed."""
+    removed = []
+    for tmp in sorted(Path(root).rglob(".*.tmp")):
+        if not tmp.exists():  # inside a temp directory already removed
+            continue
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
+        removed.append(tmp)
+    return removed
+
+
 def file_manifest(root: str | Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """{relative path: {sha256, bytes}} for every regular file under root."""
     root = Path(root)

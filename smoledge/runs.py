@@ -37,7 +37,7 @@ from smoledge.config import Section
 from smoledge.data import curate
 from smoledge.evaluate import stage as evaluate
 from smoledge.export import stage as export
-from smoledge.io import atomic_write_json, exclusive_dir, sha256_file
+from smoledge.io import atomic_write_json, drop_partial_writes, exclusive_dir, sha256_file
 from smoledge.layout import BY_STAGE, INPROGRESS, RECORD
 from smoledge.package import stage as package
 from smoledge.progress import Progress
@@ -144,6 +144,9 @@ def _prepare_dir(stage_dir: Path, fingerprint: str) -> bool:
     if marker.exists():
         try:
             if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+                # What the killed attempt was writing (a teacher-cache stage's half-made topk.bin: tens of MB)
+                # is garbage: a stage resumes from its finished files and checkpoints, never from a temp file.
+                drop_partial_writes(stage_dir)
                 return True
         except (json.JSONDecodeError, OSError):
             pass

@@ -85,6 +85,23 @@ def test_interrupted_stage_resumes_in_place(tmp_path: Path) -> None:
     assert not (stage_dir / "inprogress.json").exists()
 
 
+def test_a_resumed_stage_drops_what_the_killed_attempt_was_writing(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy")
+    toy_stages.CRASH_IN["stage"] = "second"
+    with pytest.raises(RuntimeError, match="planted crash"):
+        _build(recipe, tmp_path)
+    stage_dir = tmp_path / "toy" / "second-dir"
+    # What SIGKILL leaves mid-write: io.atomic_path's temp file and io.atomic_dir's temp directory.
+    (stage_dir / ".topk.bin.k1lled.tmp").write_bytes(b"half")
+    (stage_dir / "model" / ".weights.x.tmp").mkdir(parents=True)
+    (stage_dir / "model" / ".weights.x.tmp" / "a.bin").write_bytes(b"half")
+    toy_stages.CRASH_IN["stage"] = None
+    outcomes = _build(recipe, tmp_path)
+    assert outcomes[1].record["resumed"] is True
+    assert outcomes[1].record["metrics"]["resumed_from"] == "half\n"  # finished files are kept
+    assert not list(stage_dir.rglob("*.tmp"))
+
+
 def test_interrupted_stage_with_new_config_starts_clean(tmp_path: Path) -> None:
     toy_stages.CRASH_IN["stage"] = "second"
     with pytest.raises(RuntimeError):
