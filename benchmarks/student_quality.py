@@ -14,7 +14,9 @@ The recipe names the run (runs/<name>/, after its curate and train-tokenizer sta
 Text: the run's curated `valid` split, per language, each document followed by EOS as in training, capped at
 --max-tokens per language; scored in --seq-len windows with the evaluate stage's arithmetic
 (smoledge.evaluate.perplexity.score with TorchScorer, float32). Prints ppl and bits per byte per language, the
-overall ppl, each row's ratio to the first --ratio-to row, and the load average.
+overall ppl, each row's ratio to the first --ratio-to row, and the load average. With --chat QUESTION, each
+row's greedy reply to it (HF generate, float32, the run's tokenizer and its chat template): a chat sample per
+model (the served ones come from `smoledge serve`, serving/chat_smoke.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def pruned_student(recipe: Recipe, run_dir: Path, out: Path) -> Path:
     return out
 
 
+def chat_reply(path: Path, tok, question: str, max_new_tokens: int) -> str:
+    """The model's greedy reply to one user turn, through the tokenizer's chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                  return_tensors="pt")                                    # (1, T)
+    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)             # (1, T + n)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", type=Path)
@@ -70,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-tokens", type=int, default=8192, help="held-out tokens per language")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--ratio-to", default="", help="row whose ppl the others are divided by (default: none)")
+    p.add_argument("--chat", default="", metavar="QUESTION", help="also print each model's greedy reply to this")
+    p.add_argument("--chat-tokens", type=int, default=40, help="new tokens per chat reply")
     args = p.parse_args(argv)
     if bad := [m for m in args.model if "=" not in m or not Path(m.split("=", 1)[1]).is_dir()]:
         p.error(f"--model takes LABEL=HF_DIR with an existing directory; got {', '.join(bad)}")
@@ -91,10 +107,13 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(("pruned", pruned_student(recipe, run_dir, Path(tmp) / "pruned")))
         rows += [(label, Path(path)) for label, path in (m.split("=", 1) for m in args.model)]
         table: dict[str, dict[str, Score]] = {}
+        replies: dict[str, str] = {}
         for label, path in rows:
             scorer = TorchScorer(path)
             table[label] = {lang: score(scorer, ids, token_bytes, args.seq_len) for lang, ids in by_lang.items()}
             del scorer
+            if args.chat:
+                replies[label] = chat_reply(path, tok, args.chat, args.chat_tokens)
     langs = sorted(by_lang)
     print(f"held-out: {files.curate.curated} valid split, tokens per language "
           + ", ".join(f"{lang} {table['teacher'][lang].tokens}" for lang in langs)
@@ -111,6 +130,11 @@ def main(argv: list[str] | None = None) -> None:
                 + f" all {total.ppl / ref.ppl:.2f}x |"
         print(f"| {label} | " + " | ".join(f"{per[lang].ppl:.1f} ({per[lang].bpb:.3f})" for lang in langs)
               + f" | {total.ppl:.1f} |" + ratio)
+
+    if replies:
+        print(f"\nchat, greedy, {args.chat_tokens} new tokens at most: {args.chat!r}")
+        for label, reply in replies.items():
+            print(f"  {label}: {reply!r}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/train_vs_hf_trainer.py --steps 3 --warmup 1 --rounds 1 --seq-len 64   # smoke, ~2 min
     .venv/bin/python benchmarks/train_vs_hf_trainer.py --sides smoledge,hf-trainer --rounds 3
 
-The student: a SmolLM3 (GQA, NoPE every 4th layer, tied embeddings) from smoledge.model.build.hf_config,
-10 layers x 512 hidden, MLP 1536, 8 heads / 2 KV heads: 30.1 M non-embedding parameters, 28% of
-SmolLM2-135M's 106.2 M, with SmolLM2's vocabulary of 49,152 tokens (25.2 M more in the tied embedding).
+The student: build/smollm2-student.yaml's shape as a SmolLM3 from smoledge.model.build.hf_config (GQA, tied
+embeddings; NoPE every 4th layer, which the recipe turns off, changes no matmul), 20 layers x 384 hidden,
+MLP 1024, 6 heads / 2 KV heads: 31.5 M non-embedding parameters, 30% of SmolLM2-135M's 106.2 M, with
+SmolLM2's vocabulary of 49,152 tokens (18.9 M more in the tied embedding).
 Every side trains it from the same init on the same rows: global batch B x T (8 x 256), AdamW (betas
 0.9/0.95, weight decay 0.1, lr 1e-3 after a linear warm-up, grad-norm clip 1.0), fp32 and no torch.compile
 (--precision / --compile change both for every side), the same torch thread count and number of steps.
@@ -17,14 +18,23 @@ gets the same rows as plain causal sequences.
 Sides, each in its own fresh process (so one side's allocator state or memory cannot help or hurt the
 next), in a rotating order over --rounds:
   smoledge          smoledge.train.loop.train with its defaults: the LM head and the loss taken
-                    `loss_chunk` (512) positions at a time (smoledge.train.fused_head), never whole logits.
-  smoledge-plain    the same loop with loss_chunk 0: the whole (B, T, V) logits and the loss from them,
-                    what the loop did before issue 20.
+                    `loss_chunk` (512) positions at a time (smoledge.train.fused_head), never whole logits;
+                    lean RMSNorm and SwiGLU (smoledge.train.lean_ops).
+  smoledge-stock    the same loop with lean_activations off: transformers' own RMSNorm and SwiGLU, which
+                    keep more activations for backward (smoledge.train.lean_ops).
+  smoledge-plain    the same loop with loss_chunk 0 and lean_activations off: the whole (B, T, V) logits
+                    and the loss from them, and transformers' modules; what the loop did before issue 20.
   smoledge-distill  cached top-k distillation: Distill(None, alpha 0.5, T 1, forward KL, top_k 64), each
                     batch carrying 64 teacher ids + 65 log-probs per position, as the teacher cache gives
                     them (CachedBatches). The targets are made up (seeded per batch: spread-out ids, a random
                     distribution): what the loss costs does not depend on their values. Not the Trainer's
                     work (it has no distillation), so no ratio is a target for it.
+  matmul-floor      not training: only the step's matmuls, each linear's forward, input-gradient and
+                    weight-gradient products for B x T tokens (7 per layer and the LM head's 3, in the
+                    precision's dtype, on preallocated operands), timed like a step. Every side computes
+                    at least these, so B x T / this time bounds the tokens/s of any implementation of the
+                    same step on this machine's BLAS (attention and everything elementwise come on top),
+                    and its ratio to the Trainer bounds the speed-up available without computing less.
   hf-trainer        transformers.Trainer as benchmarks/train_throughput.py runs it (adamw_torch, constant lr
                     after warm-up, no logging, checkpoints or evaluation).
 
@@ -36,6 +46,9 @@ single number, since each side is alone in its process and it counts everything 
 optimizer state, activations, the logits, the allocator's cache), whoever allocated it. "start" is VmRSS
 just before the side builds its model (torch, transformers and smoledge imported, data open): the
 difference is what training added. smoledge's peak also covers its final evaluation and checkpoint.
+Page faults: the side's process's minor faults (getrusage) over its whole run, per step: every first touch of
+a fresh page, which a buffer above glibc's 32 MiB mmap limit (the Trainer's logits, the head's chunk, the
+embedding's gradient) is each time it is allocated.
 Load: /proc/loadavg and a 1024^2 fp32 matmul probe just before each side starts; rounds run under other
 load (probe far below the idle ~250 GFLOP/s, load average well above 0) do not compare.
 The table keeps each side's best round by median step, and the peak memory of that round.
@@ -48,6 +61,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -61,7 +75,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import train_throughput as tt  # noqa: E402  (shards, the Trainer run and the smoledge run are shared)
 
-SIDES = ("smoledge", "smoledge-plain", "smoledge-distill", "hf-trainer")
+SIDES = ("smoledge", "smoledge-stock", "smoledge-plain", "smoledge-distill", "matmul-floor", "hf-trainer")
 # Spacing of the made-up teacher ids: 64 ids x 761 < 49,152, so a row's ids are distinct.
 ID_STRIDE = 761
 
@@ -73,10 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads for every side")
     p.add_argument("--batch-size", type=int, default=8, help="packed rows per step")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per row")
-    p.add_argument("--layers", type=int, default=10)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--mlp", type=int, default=1536)
-    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--layers", type=int, default=20)
+    p.add_argument("--hidden", type=int, default=384)
+    p.add_argument("--mlp", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=6)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--vocab", type=int, default=49152, help="model and tokenizer vocabulary (SmolLM2's)")
     p.add_argument("--top-k", type=int, default=64, help="teacher targets per position (smoledge-distill)")
@@ -127,6 +141,29 @@ class WithTargets:
         return replace(b, teacher_ids=ids, teacher_logp=logp)
 
 
+def matmul_floor(args: argparse.Namespace) -> dict:
+    """The step's matmuls alone (see the module docstring), timed per step like the training sides."""
+    import torch
+
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    n, c, i, head_dim = args.batch_size * args.seq_len, args.hidden, args.mlp, args.hidden // args.heads
+    kv = args.kv_heads * head_dim
+    linears = [(c, c), (c, kv), (c, kv), (c, c), (c, i), (c, i), (i, c)] * args.layers + [(c, args.vocab)]
+    g = torch.Generator().manual_seed(0)
+    ops = []  # (a, b) pairs: forward (N, in) @ (in, out), input grad (N, out) @ (out, in), weight grad (out, N) @ (N, in)
+    for d_in, d_out in linears:
+        x, w, gy = (torch.randn(*shape, generator=g).to(dtype) for shape in ((n, d_in), (d_in, d_out), (n, d_out)))
+        ops += [(x, w), (gy, w.T), (gy.T, x)]
+    times = []
+    t_all = time.perf_counter()
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        for a, b in ops:
+            torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return tt.timed(args, times[args.warmup:], time.perf_counter() - t_all, float("nan"))
+
+
 def run_side(args: argparse.Namespace) -> dict:
     import torch
     import transformers  # noqa: F401  (both sides start with the same libraries resident)
@@ -136,19 +173,25 @@ def run_side(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     start = memory_mib("VmRSS")
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with tempfile.TemporaryDirectory(prefix=f"bench-{args.side}-") as tmp:
         work = Path(tmp)
-        if args.side == "hf-trainer":
+        if args.side == "matmul-floor":
+            result = matmul_floor(args)
+        elif args.side == "hf-trainer":
             result = tt.run_hf(args, work, doc_mask=False)
+        elif args.side == "smoledge-stock":
+            result = tt.run_smoledge(args, work, lean_activations=False)
         elif args.side == "smoledge-plain":
-            result = tt.run_smoledge(args, work, loss_chunk=0)
+            result = tt.run_smoledge(args, work, loss_chunk=0, lean_activations=False)
         elif args.side == "smoledge-distill":
             objective = Distill(None, alpha=0.5, temperature=1.0, kind="forward", top_k=args.top_k)
             result = tt.run_smoledge(args, work, source=WithTargets(tt.sampler(args), args.vocab, args.top_k),
                                      objective=objective)
         else:
             result = tt.run_smoledge(args, work)
-    return {**result, "start_mib": start, "peak_mib": memory_mib("VmHWM")}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {**result, "start_mib": start, "peak_mib": memory_mib("VmHWM"), "faults_per_step": faults / args.steps}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"round {rnd + 1} {side:17s} {r['tokens_per_s']:6.0f} tok/s median step, "
                       f"{r['mean_tokens_per_s']:6.0f} mean, peak {r['peak_mib']:6.0f} MiB "
                       f"(start {r['start_mib']:.0f}), "
-                      f"wall {r['wall_s']:.1f} s, loss {r['final_loss']:.3f}; load {load:.2f}, "
+                      f"wall {r['wall_s']:.1f} s, loss {r['final_loss']:.3f}, "
+                      f"{r['faults_per_step'] / 1e3:.0f}k page faults a step; load {load:.2f}, "
                       f"probe {probe:.0f} GFLOP/s", flush=True)
     report(args, results)
 
@@ -201,19 +245,24 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
           f"best of {args.rounds} rounds by median step")
     ref = best.get("hf-trainer")
     print(f"| {'side':17s} | {'tokens/s':>8s} | {'vs Trainer':>10s} | {'mean tok/s':>10s} | {'peak MiB':>8s} "
-          f"| {'vs Trainer':>10s} | {'start MiB':>9s} | {'final loss':>10s} | {'load':>5s} | {'probe GFLOP/s':>13s} |")
-    print("|" + "-" * 19 + "|" + "|".join("-" * (w - 1) + ":" for w in (10, 12, 12, 10, 12, 11, 12, 7, 15)) + "|")
+          f"| {'vs Trainer':>10s} | {'start MiB':>9s} | {'final loss':>10s} | {'faults/step':>11s} | {'load':>5s} "
+          f"| {'probe GFLOP/s':>13s} |")
+    print("|" + "-" * 19 + "|" + "|".join("-" * (w - 1) + ":" for w in (10, 12, 12, 10, 12, 11, 12, 13, 7, 15)) + "|")
     for side, r in best.items():
         speed = f"{r['tokens_per_s'] / ref['tokens_per_s']:9.2f}x" if ref else f"{'-':>10s}"
         memory = f"{r['peak_mib'] / ref['peak_mib']:9.2f}x" if ref else f"{'-':>10s}"
         print(f"| {side:17s} | {r['tokens_per_s']:8.0f} | {speed} | {r['mean_tokens_per_s']:10.0f} "
               f"| {r['peak_mib']:8.0f} | {memory} | {r['start_mib']:9.0f} | {r['final_loss']:10.3f} "
-              f"| {r['load']:5.2f} | {r['probe_gflops']:13.0f} |")
+              f"| {r['faults_per_step'] / 1e3:10.0f}k | {r['load']:5.2f} | {r['probe_gflops']:13.0f} |")
     if ref and "smoledge" in best:
         speed = best["smoledge"]["tokens_per_s"] / ref["tokens_per_s"]
         memory = best["smoledge"]["peak_mib"] / ref["peak_mib"]
         print(f"target tokens/s >= 1.5x the Trainer's: {'met' if speed >= 1.5 else 'missed'} ({speed:.2f}x); "
               f"peak memory <= 0.7x: {'met' if memory <= 0.7 else 'missed'} ({memory:.2f}x)")
+    if ref and "matmul-floor" in best:
+        bound = best["matmul-floor"]["tokens_per_s"] / ref["tokens_per_s"]
+        print(f"the step's matmuls alone run at {bound:.2f}x the Trainer's tokens/s: no implementation of the same "
+              f"step gets further on this machine")
 
 
 if __name__ == "__main__":
