@@ -79,10 +79,10 @@ def test_fewer_activations_are_saved_for_backward() -> None:
     model = _smollm3()
     ids = torch.randint(0, V, (2, 32), generator=torch.Generator().manual_seed(2))
     stock, lean = _saved_bytes(model, ids, False), _saved_bytes(model, ids, True)
-    # Per layer one (B, T, C) normalised input per norm and one (B, T, I) silu(gate) less, and the final
-    # norm's; fp32. 4 query heads on 2 KV heads add 2 x 2 copied heads of 16.
+    # Per layer one (B, T, C) normalised input per norm, and silu(gate) and the product (B, T, I) less, and the
+    # final norm's; fp32. 4 query heads on 2 KV heads add 2 x 2 copied heads of 16.
     tokens, c, i, layers = ids.numel(), 64, 160, 2
-    assert stock - lean >= tokens * (layers * (2 * c + i + 2 * 2 * 16) + c) * 4
+    assert stock - lean >= tokens * (layers * (2 * c + 2 * i + 2 * 2 * 16) + c) * 4
 
 
 def test_sdpa_shares_the_kv_heads_instead_of_copying_them() -> None:
@@ -96,7 +96,21 @@ def test_sdpa_shares_the_kv_heads_instead_of_copying_them() -> None:
     assert model.config._attn_implementation == "sdpa"
     stock, lean = _saved_bytes(model, ids, False), _saved_bytes(model, ids, True)
     tokens, c, i, head_dim = ids.numel(), 64, 160, 8
-    assert stock - lean >= tokens * (2 * c + i + c + 2 * (8 - 2) * head_dim) * 4
+    assert stock - lean >= tokens * (2 * c + 2 * i + c + 2 * (8 - 2) * head_dim) * 4
+
+
+def test_a_hooked_down_proj_still_sees_its_input() -> None:
+    # The health monitor reads each MLP's down_proj input through a forward pre-hook.
+    model = _smollm3()
+    ids = torch.randint(0, V, (2, 24), generator=torch.Generator().manual_seed(5))
+    seen = []
+    handle = model.model.layers[0].mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with lean_activations(model):
+        loss = model(ids, labels=ids).loss
+    handle.remove()
+    assert len(seen) == 1 and seen[0].shape == (2, 24, 160)
+    loss.backward()
+    assert model.model.layers[0].mlp.down_proj.weight.grad is not None
 
 
 def test_eager_attention_stays_eager() -> None:

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from smoledge.train.config import HealthConfig
+from smoledge.train.lean_ops import GQA_SDPA
 from smoledge.train.stability import SpikeGuard
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class HealthMonitor:
         self.sharded = sharded
         self.best_median = math.inf
         self.qk, self._own_qk = qk, None
-        if qk is None and model.config._attn_implementation == "sdpa":
+        if qk is None and model.config._attn_implementation in ("sdpa", GQA_SDPA):
             from smoledge.train.qkclip import QKClip
 
             # tau = inf: measures, never clips; records only during a probe's measuring forward.

@@ -12,20 +12,21 @@ activations autograd saves for backward. transformers' modules save more than ba
            (B, T, C) tensor) for the weight's gradient, beside x itself. Here only x and the (B, T, 1)
            inverse RMS are saved; backward recomputes the normalised x from them.
   SwiGLU   `down(silu(gate(x)) * up(x))` saves gate (for silu), silu(gate) and up (for the product),
-           and the product (for down). Here silu(gate) is not saved: backward recomputes it from gate.
+           and the product (for down). Here only gate and up are saved: backward remakes silu(gate) and
+           the product from them (two elementwise passes) for the gradients and down's weight gradient.
   GQA      transformers' sdpa attention copies each KV head to its query heads (repeat_kv) whenever a mask
            is given, which smoledge's packed batches always give, and autograd keeps the copies. Here
            SDPA gets the KV heads as they are (enable_gqa) and keeps those: 2 x (H - KV) x head_dim floats
            a token less, and no copy or sum over the copies.
-Per decoder layer that is 2 x C + I + 2 x (H - KV) x head_dim floats a token less, for one extra
+Per decoder layer that is 2 x C + 2 x I + 2 x (H - KV) x head_dim floats a token less, for one extra
 elementwise pass per norm and MLP in backward (Liger-Kernel's RMSNorm and SwiGLU kernels make the same
 trade on GPUs, in Triton; here it is eager PyTorch, which is what a CPU step runs). Measured on the recipe's student (20 x 384, MLP 1024, 8 x 256
 tokens, fp32): see BENCHMARKS.md, "A real student from a real teacher".
 
 Equality: the norms' and MLPs' forward is transformers' own sequence of ops (bit-identical); SwiGLU's
-backward calls the same aten kernels autograd would (silu_backward, mul), so it is bit-identical too;
-RMSNorm's backward is the closed form of the same derivative, and SDPA over shared KV heads the same
-attention, both equal within float rounding. tests/test_lean_ops.py checks
+backward calls the same aten kernels autograd would (silu_backward, mul, the matmuls under the same
+autocast); RMSNorm's backward is the closed form of the same derivative, and SDPA over shared KV heads the
+same attention: all equal within float rounding. tests/test_lean_ops.py checks
 outputs and gradients against the stock modules in fp32 and under bf16 autocast.
 
 What it does not do: RoPE (autograd keeps only cos and sin for it already), MLPs with biases or an
@@ -84,7 +85,7 @@ class _SwiGLU(torch.autograd.Function):
         return grad_gate, grad_up
 
 
-def _gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+def gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
               attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
               is_causal: bool | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
     """transformers' sdpa_attention_forward with the KV heads shared by SDPA instead of copied.
@@ -98,10 +99,44 @@ def _gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     return out.transpose(1, 2).contiguous(), None                                            # (B, T, H, D)
 
 
-# The attention implementation's name in transformers' registries; its masks are sdpa's.
+# The attention implementation's name in transformers' registries; its masks are sdpa's. (QKClip's recording
+# attention wraps either sdpa.)
 GQA_SDPA = "smoledge_gqa_sdpa"
-AttentionInterface.register(GQA_SDPA, _gqa_sdpa)
+AttentionInterface.register(GQA_SDPA, gqa_sdpa)
 AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
+
+
+class _SwiGLUDown(torch.autograd.Function):
+    """down(silu(gate) * up) keeping gate and up only: backward remakes the product for down's weight
+    gradient. Its matmuls run under the autocast the forward ran under, as the stock down_proj's do."""
+
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        device = gate.device.type
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
+        ctx.save_for_backward(gate, up, weight)
+        return F.linear(F.silu(gate) * up, weight)                                   # (..., C)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        gate, up, weight = ctx.saved_tensors
+        device, dtype, enabled = ctx.autocast
+        silu = F.silu(gate)                                                          # (..., I)
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            prod = (silu * up).reshape(-1, up.shape[-1])                             # (N, I)
+            grad_w = grad.reshape(-1, grad.shape[-1]).T.mm(prod)                     # (C, I)
+            grad_prod = grad.matmul(weight)                                          # (..., I)
+        grad_up = grad_prod * silu
+        grad_gate = torch.ops.aten.silu_backward(grad_prod * up, gate)
+        return grad_gate, grad_up, grad_w.to(weight.dtype)
+
+
+def _swiglu_mlp(mlp: SmolLM3MLP | LlamaMLP, x: torch.Tensor) -> torch.Tensor:
+    gate, up = mlp.gate_proj(x), mlp.up_proj(x)                                      # (..., I) each
+    if mlp.down_proj._forward_pre_hooks or mlp.down_proj._forward_hooks:
+        # A hooked down_proj (the health monitor reads its input) must be called as a module.
+        return mlp.down_proj(_SwiGLU.apply(gate, up))
+    return _SwiGLUDown.apply(gate, up, mlp.down_proj.weight)
 
 
 class _LeanSmolLM3RMSNorm(SmolLM3RMSNorm):
@@ -116,12 +151,12 @@ class _LeanLlamaRMSNorm(LlamaRMSNorm):
 
 class _LeanSmolLM3MLP(SmolLM3MLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+        return _swiglu_mlp(self, x)
 
 
 class _LeanLlamaMLP(LlamaMLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+        return _swiglu_mlp(self, x)
 
 
 # Stock class -> its lean subclass: the same parameters and buffers, only forward differs, so a module's

@@ -29,7 +29,8 @@ This model has no q/k biases, so the weights are all there is to scale.
 How S_h is measured: transformers dispatches attention through a registry
 (AttentionInterface); QKClip registers "smoledge_qkclip", a function that computes the
 per-head max logit under no_grad (mask applied, GQA key heads repeated) and then calls the
-stock sdpa implementation for the output, so training is numerically unchanged. Only
+sdpa implementation it replaced for the output (transformers' own, or lean_ops' GQA_SDPA), so
+training is numerically unchanged. Only
 modules in training mode record: evaluation passes do not count. close() switches the model
 back to its original implementation (do it before export/saving; transformers 4.57 does not
 write the implementation into config.json, but the in-memory model should not depend on a
@@ -46,6 +47,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from smoledge.train.lean_ops import GQA_SDPA, gqa_sdpa
 
 IMPLEMENTATION = "smoledge_qkclip"
 # Each recorded attention module's layer index as a (1,) tensor buffer (non-persistent: never saved).
@@ -91,12 +94,13 @@ def head_max_logits(query: torch.Tensor, key: torch.Tensor, attention_mask: torc
 
 def _recording_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs):
-    """Stock sdpa attention that also records the per-head max logit for QK-clip."""
+    """The sdpa attention the recorder replaced, also recording the per-head max logit for QK-clip."""
     recorder = _RECORDERS.get(module)
     if recorder is not None and recorder.recording and module.training:
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         recorder._record(getattr(module, LAYER_BUFFER), head_max_logits(query, key, attention_mask, scale))
-    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    attend = gqa_sdpa if recorder is not None and recorder._original == GQA_SDPA else sdpa_attention_forward
+    return attend(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
 
 # Mask creation must match sdpa's exactly (same 4-D pass-through, packed-sequence detection
