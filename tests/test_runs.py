@@ -69,15 +69,20 @@ def test_tampered_output_reruns_that_stage(tmp_path: Path) -> None:
     assert (tmp_path / "toy" / "second-dir" / "b.txt").read_text() != "tampered"
 
 
-def test_interrupted_stage_resumes_in_place(tmp_path: Path) -> None:
-    recipe = Recipe(name="toy")
+def _crash_second(recipe: Recipe, runs: Path) -> Path:
+    """Build `recipe` with stage "second" crashing half-way; its stage directory. The next build runs clean."""
     toy_stages.CRASH_IN["stage"] = "second"
     with pytest.raises(RuntimeError, match="planted crash"):
-        _build(recipe, tmp_path)
-    stage_dir = tmp_path / "toy" / "second-dir"
+        _build(recipe, runs)
+    toy_stages.CRASH_IN["stage"] = None
+    return runs / "toy" / "second-dir"
+
+
+def test_interrupted_stage_resumes_in_place(tmp_path: Path) -> None:
+    recipe = Recipe(name="toy")
+    stage_dir = _crash_second(recipe, tmp_path)
     assert not (stage_dir / RECORD).exists(), "a crashed stage must not look complete"
     assert (stage_dir / "inprogress.json").exists()
-    toy_stages.CRASH_IN["stage"] = None
     outcomes = _build(recipe, tmp_path)
     assert [o.status for o in outcomes] == ["skipped", "ran"]
     assert outcomes[1].record["resumed"] is True
@@ -87,15 +92,11 @@ def test_interrupted_stage_resumes_in_place(tmp_path: Path) -> None:
 
 def test_a_resumed_stage_drops_what_the_killed_attempt_was_writing(tmp_path: Path) -> None:
     recipe = Recipe(name="toy")
-    toy_stages.CRASH_IN["stage"] = "second"
-    with pytest.raises(RuntimeError, match="planted crash"):
-        _build(recipe, tmp_path)
-    stage_dir = tmp_path / "toy" / "second-dir"
+    stage_dir = _crash_second(recipe, tmp_path)
     # What SIGKILL leaves mid-write: io.atomic_path's temp file and io.atomic_dir's temp directory.
     (stage_dir / ".topk.bin.k1lled.tmp").write_bytes(b"half")
     (stage_dir / "model" / ".weights.x.tmp").mkdir(parents=True)
     (stage_dir / "model" / ".weights.x.tmp" / "a.bin").write_bytes(b"half")
-    toy_stages.CRASH_IN["stage"] = None
     outcomes = _build(recipe, tmp_path)
     assert outcomes[1].record["resumed"] is True
     assert outcomes[1].record["metrics"]["resumed_from"] == "half\n"  # finished files are kept
