@@ -63,12 +63,8 @@ def pruned_student(recipe: Recipe, run_dir: Path, out: Path) -> Path:
     return out
 
 
-def chat_reply(path: Path, tok, question: str, max_new_tokens: int) -> str:
+def chat_reply(model, tok, question: str, max_new_tokens: int) -> str:
     """The model's greedy reply to one user turn, through the tokenizer's chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
                                   return_tensors="pt")                                    # (1, T)
     out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)             # (1, T + n)
@@ -89,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if bad := [m for m in args.model if "=" not in m or not Path(m.split("=", 1)[1]).is_dir()]:
         p.error(f"--model takes LABEL=HF_DIR with an existing directory; got {', '.join(bad)}")
+    labels = ["teacher", *([] if args.no_pruned else ["pruned"]), *(m.split("=", 1)[0] for m in args.model)]
+    if len(set(labels)) < len(labels):
+        p.error(f"row labels must differ; got {', '.join(labels)}")
+    if args.ratio_to and args.ratio_to not in labels:
+        p.error(f"--ratio-to {args.ratio_to!r} names no row; choose from {', '.join(labels)}")
     import torch
     from transformers import AutoTokenizer
 
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     recipe = load_recipe(args.recipe)
     run_dir = args.runs_dir / recipe.name
     files = RunFiles(run_dir)
+    if not files.curate.curated.exists() or not files.tokenizer.tokenizer.is_dir():
+        p.error(f"{run_dir} has no curated data or tokenizer; run `smoledge curate {args.recipe}` and "
+                f"`smoledge train-tokenizer {args.recipe}` (or the build) first")
     tok = AutoTokenizer.from_pretrained(files.tokenizer.tokenizer)
     by_lang = held_out_ids(files.curate.curated, tok, args.max_tokens)
     token_bytes = token_byte_lengths(tok)
@@ -111,9 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         for label, path in rows:
             scorer = TorchScorer(path)
             table[label] = {lang: score(scorer, ids, token_bytes, args.seq_len) for lang, ids in by_lang.items()}
-            del scorer
             if args.chat:
-                replies[label] = chat_reply(path, tok, args.chat, args.chat_tokens)
+                replies[label] = chat_reply(scorer.model, tok, args.chat, args.chat_tokens)
+            del scorer
     langs = sorted(by_lang)
     print(f"held-out: {files.curate.curated} valid split, tokens per language "
           + ", ".join(f"{lang} {table['teacher'][lang].tokens}" for lang in langs)

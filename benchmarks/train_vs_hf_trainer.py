@@ -150,7 +150,8 @@ def matmul_floor(args: argparse.Namespace) -> dict:
     kv = args.kv_heads * head_dim
     linears = [(c, c), (c, kv), (c, kv), (c, c), (c, i), (c, i), (i, c)] * args.layers + [(c, args.vocab)]
     g = torch.Generator().manual_seed(0)
-    ops = []  # (a, b) pairs: forward (N, in) @ (in, out), input grad (N, out) @ (out, in), weight grad (out, N) @ (N, in)
+    # (a, b) pairs: forward (N, in) @ (in, out), input grad (N, out) @ (out, in), weight grad (out, N) @ (N, in)
+    ops = []
     for d_in, d_out in linears:
         x, w, gy = (torch.randn(*shape, generator=g).to(dtype) for shape in ((n, d_in), (d_in, d_out), (n, d_out)))
         ops += [(x, w), (gy, w.T), (gy.T, x)]

@@ -121,6 +121,14 @@ def test_eager_attention_stays_eager() -> None:
     assert model.config._attn_implementation == "eager"
 
 
+def test_disabled_it_touches_nothing() -> None:
+    model = _smollm3()
+    with lean_activations(model, enabled=False) as swapped:
+        assert swapped == 0 and model.config._attn_implementation == "sdpa"
+        model.set_attn_implementation("eager")  # someone else's change inside the block stays theirs
+    assert model.config._attn_implementation == "eager"
+
+
 def test_the_stock_classes_come_back_even_after_an_error() -> None:
     model = _smollm3()
     stock = [type(m) for m in model.modules()]

@@ -128,8 +128,9 @@ class TrainConfig(Section):
     """Positions per chunk of the LM head and its loss (smoledge.train.fused_head): logits, loss and their
     gradients are made a chunk at a time, so the (batch_size x seq_len, vocab) logits never exist whole,
     for the same loss. At 8 x 256 positions, 512 wide, a 49,152 vocabulary, fp32 on 2 CPU cores: 1.0 GB
-    less peak memory and 13% more tokens/s than the whole logits (benchmarks/train_vs_hf_trainer.py, BENCHMARKS.md). 0 makes the whole
-    logits and takes the loss from them: the reference path the chunked one is tested against."""
+    less peak memory and 13% more tokens/s than the whole logits (benchmarks/train_vs_hf_trainer.py,
+    BENCHMARKS.md). 0 makes the whole logits and takes the loss from them: the reference path the chunked
+    one is tested against."""
     lean_activations: bool = True
     """Train with smoledge.train.lean_ops' RMSNorm, SwiGLU and GQA attention: the same function and
     gradients, with fewer activations kept for backward (per layer 2 x (hidden + intermediate) + 2 x
