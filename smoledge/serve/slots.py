@@ -29,12 +29,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-# How often the event loop asks whether a running request's client went away. A stream notices a
-# disconnect on its own (its response listens for one); this poll is for non-streamed requests, and
-# a client that left costs at most this much generation. Each check is ~50 us of Python on the loop
-# (starlette's is_disconnected); at the old 20 Hz per request it was half the event loop's CPU with
-# 16 slots (cProfile, SmolLM2-135M, c=16), taken from the cores the decode runs on.
-WATCH_INTERVAL_S = 1.0
 # Retry-After bounds (seconds): at least 1 (the header takes whole seconds), at most a minute.
 RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 60
 
@@ -146,9 +140,11 @@ class Run:
     """One request's work on one slot, in the slot's worker thread."""
 
     def __init__(self, pool: SlotPool, backend: Any, deadline: float,
-                 client_gone: Callable[[], Awaitable[bool]] | None = None, arrived: float | None = None):
+                 client_gone: Callable[[], Awaitable[None]] | None = None, arrived: float | None = None):
         self.pool, self.backend, self.deadline = pool, backend, deadline
         self.client_gone = client_gone
+        """Returns once the client has gone; the run is then stopped. None where the response itself
+        notices (a stream listens for the disconnect while it sends)."""
         self.loop = asyncio.get_running_loop()
         self.stop = threading.Event()
         """Set when the run must end early; the worker and the backend check it between tokens."""
@@ -203,7 +199,8 @@ class Run:
 
     def start(self, work: Callable[[Run], None]) -> None:
         self.pool.runs.add(self)
-        # The deadline is a timer (exact, and nothing runs until it fires); only the client needs polling.
+        # The deadline is a timer and the client's leaving an awaited event: exact, and nothing runs until
+        # either happens.
         self._timer = self.loop.call_later(max(0.0, self.deadline - time.monotonic()), self.cancel, "timeout")
         if self.client_gone is not None:
             self._watcher = self.loop.create_task(self._watch(self.client_gone))
@@ -220,12 +217,10 @@ class Run:
         if self.on_end is not None:
             self.on_end()
 
-    async def _watch(self, client_gone: Callable[[], Awaitable[bool]]) -> None:
+    async def _watch(self, client_gone: Callable[[], Awaitable[None]]) -> None:
         """Stop the run when its client disconnects."""
-        while not self.stop.is_set():
-            if await client_gone():
-                self.cancel("disconnect")
-            await asyncio.sleep(WATCH_INTERVAL_S)
+        await client_gone()
+        self.cancel("disconnect")
 
     async def results(self) -> AsyncIterator[Any]:
         """What the work emitted, in order, until it returned; re-raises what it raised."""
