@@ -10,7 +10,7 @@ import pytest
 
 from smoledge.data import curate
 from smoledge.data.config import CurateConfig, SourceConfig
-from smoledge.data.readers import read_source
+from smoledge.data.readers import read_records, read_source
 from smoledge.data.sample import SAMPLE_VERSION, generate, write_sample
 from smoledge.errors import SmoledgeError
 from smoledge.recipe import Recipe
@@ -124,7 +124,8 @@ def test_metrics_summary_and_exclusions(run, curated):
     assert len(rows) == m["dropped_total"]
     assert Counter(r["reason"] for r in rows) == Counter(m["dropped"])
     for r in rows:
-        assert set(r) == {"id", "source", "reason", "text"} and len(r["text"]) <= 200
+        assert set(r) == {"id", "source", "file", "offset", "url", "policy", "reason", "text"}
+        assert len(r["text"]) <= 200 and r["policy"] == "fineweb" and r["file"] == "sample"
         assert not re.search(r"[\w.+-]+@(?!example\.com)[\w-]+\.\w+", r["text"])
     assert [o.status for o in outcomes] == ["ran", "ran"]
 
@@ -243,24 +244,28 @@ def test_document_metadata_columns(curated, truth):
             assert stats["boilerplate"]["lines_removed"] > 0
         if kind == "clean":
             assert stats.get("boilerplate", {}).get("lines_removed", 0) == 0
-    assert curated[0].keys() == {"id", "text", "lang", "lang_score", "source", "url", "split", "dup_cluster_size",
-                                 "weight", "filter_stats", "metadata"}
+    assert curated[0].keys() == {"id", "text", "lang", "lang_score", "source", "file", "offset", "url", "split",
+                                 "dup_cluster_size", "weight", "filter_stats", "metadata"}
     assert all(isinstance(json.loads(row["metadata"]), dict) for row in curated)
 
 
 @pytest.mark.slow  # each spawned worker loads the language-ID model and the word tokenizers
-def test_worker_pool_output_equals_single_process(monkeypatch, tmp_path):
+def test_worker_pool_output_equals_single_process(monkeypatch, tmp_path, shared_data):
     import pyarrow as pa
 
     source = SourceConfig(name="web", kind="sample", sample_docs=200)
-    docs = list(read_source(source, seed=SEED))
+    # Real pages too: their main text is extracted in the workers.
+    pages = SourceConfig(name="pages", kind="html", path=str(shared_data / "html" / "trafilatura" / "[a-f]*.html"))
+    docs = list(read_source(source, seed=SEED)) + list(read_records(pages, seed=SEED))
+    assert sum(d.payload is not None for d in docs) > 10
     langs = ["en", "fr", "es", "de", "it", "pt"]
     spills = [curate.Spill(tmp_path / "one.arrow"), curate.Spill(tmp_path / "two.arrow")]
-    single, used1 = curate.filter_docs(docs, CurateConfig(workers=1), langs, spills[0])
+    single, used1 = curate.filter_docs(docs, CurateConfig(workers=1), langs, [source, pages], spills[0])
     monkeypatch.setattr(curate, "POOL_MIN_DOCS", 0)
-    pooled, used2 = curate.filter_docs(iter(docs), CurateConfig(workers=2), langs, spills[1])
+    pooled, used2 = curate.filter_docs(iter(docs), CurateConfig(workers=2), langs, [source, pages], spills[1])
     assert (used1, used2) == (1, 2)
-    assert pooled.read == single.read == 200
+    assert pooled.read == single.read == len(docs)
+    assert pooled.read_stats == single.read_stats and single.read_stats["pages"]["skipped:html_no_text"] >= 0
     assert pooled.kept == single.kept and pooled.indices == single.indices and pooled.keys == single.keys
     assert all((a == b).all() for a, b in zip(pooled.signatures, single.signatures))
     assert pooled.dropped == single.dropped
@@ -271,5 +276,6 @@ def test_worker_pool_output_equals_single_process(monkeypatch, tmp_path):
     assert one.num_rows == len(single.kept) and one.equals(two)
     assert one.column("id").to_pylist() == [d.id for d in single.kept]
     # The input documents are left as read (steps work on copies).
-    assert [d.text for d in docs] == [d.text for d in read_source(SourceConfig(name="web", kind="sample",
-                                                                             sample_docs=200), seed=SEED)]
+    assert [d.text for d in docs[:200]] == [d.text for d in read_source(source, seed=SEED)]
+    assert [(d.payload, d.metadata) for d in docs[200:]] == [(d.payload, d.metadata)
+                                                             for d in read_records(pages, seed=SEED)]

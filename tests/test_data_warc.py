@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from smoledge.data.config import SourceConfig
-from smoledge.data.readers import read_source, resolve_paths
+from smoledge.data.readers import read_records, read_source, resolve_paths
 
 # Documents each real file yields, and the counters it must leave (malformed on purpose:
 # single-member gzip, members that split records, a file cut inside a gzip member...).
@@ -99,7 +99,10 @@ def test_common_crawl_charsets_urls_and_ids(shared_data):
     nl = by_url["http://0900-hovenier.nl/gelderland/oosterbeek/"]  # utf-8
     assert "Hovenier in Oosterbeek" in nl.text
     assert all("\ufffd" not in d.text for d in docs)
-    assert all(d.id.startswith("urn:uuid:") for d in docs) and len({d.id for d in docs}) == len(docs)
+    # Ids name the file and the record's offset: unique across files, where record ids repeat in copies.
+    assert all(d.id == f"warcfile.warc.gz@{d.offset}" and d.file == "warcfile.warc.gz" for d in docs)
+    assert len({d.id for d in docs}) == len(docs)
+    assert all(d.metadata["warc_record_id"].startswith("urn:uuid:") for d in docs)
 
 
 def test_broken_record_does_not_stop_later_records(tmp_path, pages):
@@ -157,7 +160,7 @@ def test_non_documents_error_pages_and_oversize_records_are_skipped(tmp_path, pa
     assert [d.url for d in docs] == ["https://c.example/sniffed", "https://c.example/ok"]
     assert stats["skipped:warc_http_status"] == 1 and stats["skipped:warc_not_html_or_pdf"] == 1
     assert stats["skipped:empty"] == 1 and stats["skipped:too_large"] == 1
-    assert docs[1].id == "urn:uuid:00000000-0000-0000-0000-000000000026"
+    assert docs[1].metadata["warc_record_id"] == "urn:uuid:00000000-0000-0000-0000-000000000026"
 
 
 def test_pdf_responses_become_pdf_documents(tmp_path, shared_data):
@@ -184,5 +187,6 @@ def test_whole_directory_in_one_source(shared_data):
     expected = sum(n for name, (n, _) in REAL_WARCS.items() if not name.endswith(".bad"))
     assert len(docs) == expected
     assert stats["corrupt_files"] == 0
-    # max_docs stops early, without reading the rest.
-    assert len(_read(shared_data / "warc", max_docs=3)) == 3
+    # max_docs stops after that many records read (kept or not), without reading the rest.
+    src = SourceConfig(name="cc", kind="warc", path=str(shared_data / "warc"), max_docs=3)
+    assert len(list(read_records(src, seed=0))) == 3

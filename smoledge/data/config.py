@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from smoledge.config import Section
 
 LANGUAGES = ("en", "fr", "es", "de", "it", "pt")
+
+
+# Per-source filter policies (SourceConfig.filters) and the steps a list may name.
+FILTER_POLICIES = ("fineweb", "none")
+POLICY_STEPS = ("boilerplate", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
+# The curate keys a source may override (SourceConfig.filter_settings): thresholds, not the run's mechanics.
+THRESHOLD_KEYS = (
+    "min_language_score", "language_thresholds", "fineweb2_thresholds", "min_words", "max_words",
+    "max_duplicate_line_fraction", "max_top_ngram_fraction", "min_alpha_word_fraction", "min_mean_word_length",
+    "max_mean_word_length", "max_symbol_word_ratio", "max_bullet_line_fraction", "max_ellipsis_line_fraction",
+    "min_stop_words",
+)
 
 
 @dataclass
@@ -29,7 +42,7 @@ class SourceConfig(Section):
     split: str = "train"
     """hf only: the split to stream."""
     max_docs: int | None = None
-    """Stop reading this source after this many documents (null: all)."""
+    """Stop reading this source after this many records (documents, kept or dropped; null: all)."""
     weight: float = 1.0
     """Relative weight of this source in the training mixture."""
     sample_docs: int = 2400
@@ -61,6 +74,15 @@ class SourceConfig(Section):
     refetch_allow_private: bool = False
     """Allow refetching URLs on loopback, private or link-local addresses (off: a crawled URL
     can never make curation reach an intranet or a cloud metadata service)."""
+    filters: str | list[str] = "fineweb"
+    """Which curate steps this source's documents go through. `fineweb`: the curate section's web
+    pipeline (boilerplate lines, Gopher, C4, FineWeb quality), the default for every kind; `none`: trusted
+    text (books, an encyclopedia, your own corpus), only language ID, PII scrubbing and dedup; or a list
+    of steps from boilerplate, gopher_repetition, gopher_quality, c4_quality, fineweb_quality (language ID,
+    PII and dedup always run)."""
+    filter_settings: dict[str, Any] = field(default_factory=dict)
+    """This source's overrides of curate thresholds, e.g. {min_words: 20, min_language_score: 0.5}: any
+    curate key that sets a threshold (see the curate section); the rest of curate applies as is."""
 
     def __post_init__(self) -> None:
         if self.kind in ("jsonl", "parquet", "hf", "warc", "html", "pdf", "text") and not self.path:
@@ -91,6 +113,27 @@ class SourceConfig(Section):
             self.fail("max_docs", f"must be > 0 or null, got {self.max_docs}")
         if self.sample_docs < 60:
             self.fail("sample_docs", f"must be >= 60 so every language gets documents, got {self.sample_docs}")
+        if isinstance(self.filters, str):
+            if self.filters not in FILTER_POLICIES:
+                self.fail("filters", f"{self.filters!r} is not a policy; use {' or '.join(FILTER_POLICIES)}, or a "
+                          f"list of steps from {', '.join(POLICY_STEPS)}")
+        else:
+            bad = [s for s in self.filters if s not in POLICY_STEPS]
+            if bad or len(set(self.filters)) != len(self.filters):
+                self.fail("filters", f"got {self.filters}; list each of {', '.join(POLICY_STEPS)} at most once "
+                          "(language ID, PII and dedup always run)")
+        bad = sorted(set(self.filter_settings) - set(THRESHOLD_KEYS))
+        if bad:
+            self.fail("filter_settings", f"{bad} cannot be set per source; per-source keys are the curate "
+                      f"thresholds: {', '.join(THRESHOLD_KEYS)}")
+        # Types and ranges, checked now, with errors that name this source's key.
+        where = getattr(self, "_where", "")
+        CurateConfig.from_dict(self.filter_settings, prefix=f"{where + '.' if where else ''}filter_settings")
+
+    @property
+    def policy(self) -> str:
+        """The filter policy's name, as excluded.jsonl reports it: fineweb, none or custom."""
+        return self.filters if isinstance(self.filters, str) else "custom"
 
 
 @dataclass
@@ -191,6 +234,17 @@ class CurateConfig(Section):
     """Rehydration step function: cluster size (at least this many copies) -> weight. Default: FineWeb2's
     published up-to-10-repetitions weights for ita_Latn, less a one-off blip at size 123 (singletons 1,
     clusters of 17-25 weigh 10, huge ones 1)."""
+
+    def for_source(self, source: SourceConfig) -> CurateConfig:
+        """The steps and thresholds `source`'s documents are curated with (its `filters` policy and
+        `filter_settings` over this section)."""
+        changes: dict[str, Any] = dict(source.filter_settings)
+        if source.filters == "none":
+            changes.update(quality_filters=[], remove_boilerplate_lines=False)
+        elif isinstance(source.filters, list):
+            changes.update(quality_filters=[s for s in source.filters if s != "boilerplate"],
+                           remove_boilerplate_lines="boilerplate" in source.filters)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_language_score <= 1.0:

@@ -4,9 +4,11 @@
     # or: smoledge.runs.build(recipe, until="curate")
 
 Reads every source in recipe.data.sources (smoledge.data.readers) as a
-stream, cut into shards of BATCH_DOCS documents. Each shard runs, on a worker,
-the per-document steps (smoledge.data.filters: boilerplate lines -> language
--> quality -> PII) and, for the survivors, the dedup signatures
+stream of records, cut into shards of BATCH_DOCS. Each shard runs, on a
+worker, the extraction of pages and PDFs (smoledge.data.web.extract), then
+its source's per-document steps (smoledge.data.filters: boilerplate lines ->
+language -> quality -> PII, as the source's `filters` policy says; `none`
+keeps language, PII and dedup only) and, for the survivors, the dedup signatures
 (smoledge.data.dedup: exact key + MinHash). The driver spills the survivors
 to disk as they come back (kept.partial.arrow, removed at the end) and keeps
 only their ids and signatures, removes exact and near duplicates over all
@@ -15,12 +17,18 @@ when curate.rehydrate is on (FineWeb2 rehydration), holds out documents for
 validation by a hash of their id, and streams the result out.
 Writes into runs/<name>/curate/:
 
-  curated.parquet   id, text, lang, lang_score, source, url, split,
+  curated.parquet   id, text, lang, lang_score, source, file, offset, url, split,
                     dup_cluster_size, weight (sampling weight; 1.0 unless
                     rehydrating), filter_stats (JSON: the steps the document
                     passed and the numbers they counted on it), metadata (JSON:
                     the reader's provenance, e.g. format, extractor, pages)
-  excluded.jsonl    id, source, reason, text (first 200 characters, PII scrubbed)
+  excluded.jsonl    id, source, file, offset, url, policy, reason, text (first 200
+                    characters, PII scrubbed)
+
+Every record read lands in exactly one of the two: a record that yields no
+document (no main text, unreadable, an HTTP error, a WARC revisit...) is
+excluded as "read:<reason>", so read = kept + excluded. `file` is the file
+below the source's root and `offset` the place in it (smoledge.data.docs.Doc).
 
 Where the shards run is curate.executor (smoledge.data.distributed): this
 process, a pool of local processes, or a Ray cluster. Results come back in
@@ -45,7 +53,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from smoledge.data.config import CurateConfig, SourceConfig
-from smoledge.data.readers import Doc, read_source, resolve_paths
+from smoledge.data.docs import Doc
+from smoledge.data.readers import read_records, resolve_paths
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, sha256_file
 from smoledge.layout import CurateFiles
@@ -53,9 +62,9 @@ from smoledge.recipe import Recipe
 from smoledge.stage import Stage, StageContext, StageResult
 
 BATCH_DOCS = 64
-# Below this many documents, starting worker processes (each loads the
-# language-ID model and tokenizers) costs more than it saves.
-POOL_MIN_DOCS = 1000
+# Below this many documents, starting worker processes (each loads the language-ID model, tokenizers
+# and trafilatura, ~3 s) costs more than it saves.
+POOL_MIN_DOCS = 200
 # Every language gets at least this many held-out documents (when it has
 # twice as many), so per-language perplexity is never computed on nothing.
 MIN_VALID_PER_LANGUAGE = 3
@@ -91,7 +100,7 @@ def iter_sources(sources: list[SourceConfig], seed: int, report: dict[str, Any])
     for source in sources:
         stats: Counter = Counter()
         count = 0
-        for doc in read_source(source, seed, stats):
+        for doc in read_records(source, seed, stats):
             count += 1
             yield doc
         report[source.name] = {"docs": count, **dict(sorted(stats.items()))}
@@ -114,8 +123,17 @@ class Dropped:
     id: str
     source: str
     reason: str
-    """"<step>:<reason>", "dedup:<reason>" or "error:<ExceptionType>"."""
+    """"read:<reason>", "<step>:<reason>", "dedup:<reason>" or "error:<ExceptionType>"."""
     excerpt: str
+    file: str = ""
+    offset: int = 0
+    url: str = ""
+    policy: str = ""
+    """The source's filter policy (fineweb, none, custom)."""
+
+    @classmethod
+    def of(cls, index: int, doc: Doc, reason: str, excerpt: str, policy: str) -> Dropped:
+        return cls(index, doc.id, doc.source, reason, excerpt, doc.file, doc.offset, doc.url, policy)
 
 
 @dataclass
@@ -131,6 +149,8 @@ class ShardResult:
     dropped: list[Dropped] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
     """The steps' counters, summed over the shard."""
+    read_stats: dict[str, Counter] = field(default_factory=dict)
+    """Extraction's counters per source (html:bytes_replaced, skipped:html_no_text, ...)."""
 
 
 def doc_filter_stats(stats: Counter) -> str:
@@ -149,27 +169,53 @@ def doc_filter_stats(stats: Counter) -> str:
 
 
 class ShardWorker:
-    """The per-document steps and the dedup signer, built once per worker process."""
+    """Extraction, each source's per-document steps and the dedup signer, built once per worker process."""
 
-    def __init__(self, cfg: CurateConfig, languages: list[str]):
+    def __init__(self, cfg: CurateConfig, languages: list[str], sources: list[SourceConfig]):
         from smoledge.data.dedup import Signer
         from smoledge.data.filters import build_pipeline
+        from smoledge.data.web import ocr_hook
 
-        self.pipeline = build_pipeline(cfg, languages)
+        self.sources = {s.name: s for s in sources}
+        by_policy: dict[str, Any] = {}
+        self.pipelines = {}
+        for s in sources:
+            # Sources with the same steps and thresholds share one pipeline (and its tokenizers).
+            key = json.dumps([s.filters, s.filter_settings], sort_keys=True)
+            if key not in by_policy:
+                by_policy[key] = build_pipeline(cfg.for_source(s), languages)
+            self.pipelines[s.name] = by_policy[key]
+        self.hooks = {s.name: ocr_hook(s) for s in sources}
         self.signer = Signer(cfg.minhash_num_perm, cfg.minhash_ngram)
         self.num_perm = cfg.minhash_num_perm
         self.scrub_pii = cfg.scrub_pii
         self._reported: set[str] = set()
-        self.pipeline.process([(-1, Doc(id="warmup", text=WARMUP_TEXT, source="warmup"))])
+        for pipeline in by_policy.values():
+            pipeline.process([(-1, Doc(id="warmup", text=WARMUP_TEXT, source="warmup"))])
+
+    def _extract(self, doc: Doc, read_stats: dict[str, Counter]) -> Doc:
+        from smoledge.data.web import extract
+
+        if doc.payload is None:
+            return doc
+        stats = read_stats.setdefault(doc.source, Counter())
+        return extract(doc, self.sources[doc.source], stats, self.hooks[doc.source])
 
     def __call__(self, shard: list[tuple[int, Doc]]) -> ShardResult:
         out = ShardResult()
         sigs: list[np.ndarray] = []
         for i, doc in shard:
+            policy = self.sources[doc.source].policy
             # Each document alone: its counters are its own, and one that raises takes nothing else down.
-            work = dataclasses.replace(doc)  # steps rewrite the text; `doc` keeps it as read
+            # Steps rewrite the text and extraction fills the metadata: `doc` stays as read.
+            work = dataclasses.replace(doc, metadata=dict(doc.metadata))
             try:
-                res = self.pipeline.process([(i, work)])
+                work = self._extract(work, out.read_stats)
+                if work.dropped:
+                    out.dropped.append(Dropped.of(i, work, f"read:{work.dropped}", "", policy))
+                    continue
+                text_as_read = work.text
+                res = self.pipelines[doc.source].process([(i, work)])
                 signed = self.signer(res.kept[0][1].text) if res.kept else None
             except Exception as exc:  # a bad page must not end the run: count it and go on
                 reason = f"error:{type(exc).__name__}"
@@ -177,7 +223,7 @@ class ShardWorker:
                     self._reported.add(reason)
                     log.warning("curate: document %r (source %s) raised; dropped as %s", doc.id, doc.source,
                                 reason, exc_info=True)
-                out.dropped.append(Dropped(i, doc.id, doc.source, reason, excerpt(doc.text, self.scrub_pii)))
+                out.dropped.append(Dropped.of(i, doc, reason, excerpt(doc.text, self.scrub_pii), policy))
                 continue
             out.stats.update(res.stats)
             if signed is not None:
@@ -186,7 +232,7 @@ class ShardWorker:
                 sigs.append(signed[1])
             else:
                 reason = res.excluded[0][1]
-                out.dropped.append(Dropped(i, doc.id, doc.source, reason, excerpt(doc.text, self.scrub_pii)))
+                out.dropped.append(Dropped.of(i, work, reason, excerpt(text_as_read, self.scrub_pii), policy))
         out.signatures = np.stack(sigs) if sigs else np.zeros((0, self.num_perm), dtype=np.uint32)
         return out
 
@@ -194,9 +240,9 @@ class ShardWorker:
 _WORKER: ShardWorker | None = None
 
 
-def _setup_worker(cfg: CurateConfig, languages: list[str]) -> None:
+def _setup_worker(cfg: CurateConfig, languages: list[str], sources: list[SourceConfig]) -> None:
     global _WORKER
-    _WORKER = ShardWorker(cfg, languages)
+    _WORKER = ShardWorker(cfg, languages, sources)
 
 
 def _run_shard(shard: list[tuple[int, Doc]]) -> ShardResult:
@@ -211,7 +257,8 @@ def _spill_schema() -> Any:
 
     return pa.schema([
         ("id", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float64()),
-        ("source", pa.string()), ("url", pa.string()), ("filter_stats", pa.string()), ("metadata", pa.string()),
+        ("source", pa.string()), ("file", pa.string()), ("offset", pa.int64()), ("url", pa.string()),
+        ("filter_stats", pa.string()), ("metadata", pa.string()),
     ])
 
 
@@ -236,6 +283,7 @@ class Spill:
         self._writer.write_batch(pa.record_batch({
             "id": [d.id for d in docs], "text": [d.text for d in docs], "lang": [d.lang for d in docs],
             "lang_score": [d.lang_score for d in docs], "source": [d.source for d in docs],
+            "file": [d.file for d in docs], "offset": [d.offset for d in docs],
             "url": [d.url for d in docs], "filter_stats": [stats for _, _, stats in kept],
             "metadata": [json.dumps(d.metadata, sort_keys=True, ensure_ascii=False, default=str) for d in docs],
         }, schema=_spill_schema()))
@@ -263,23 +311,27 @@ class Filtered:
 
     read: int = 0
     kept: list[Doc] = field(default_factory=list)
-    """Per survivor, in order: id, source, lang only (text left empty)."""
+    """Per survivor, in order: id, source, lang and provenance only (text left empty)."""
     indices: list[int] = field(default_factory=list)
     """Read index of each survivor."""
     keys: list[bytes] = field(default_factory=list)
     signatures: list[np.ndarray] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
+    read_stats: dict[str, Counter] = field(default_factory=dict)
 
     def absorb(self, res: ShardResult, spill: Spill) -> None:
         spill.append(res.kept)
         self.read += len(res.kept) + len(res.dropped)
-        self.kept += [Doc(id=d.id, text="", source=d.source, lang=d.lang) for _, d, _ in res.kept]
+        self.kept += [Doc(id=d.id, text="", source=d.source, lang=d.lang, file=d.file, offset=d.offset, url=d.url)
+                      for _, d, _ in res.kept]
         self.indices += [i for i, _, _ in res.kept]
         self.keys += res.keys
         self.signatures.append(res.signatures)
         self.dropped += res.dropped
         self.stats.update(res.stats)
+        for source, counts in res.read_stats.items():
+            self.read_stats.setdefault(source, Counter()).update(counts)
 
 
 def _shards(docs: Iterable[Doc], size: int) -> Iterator[list[tuple[int, Doc]]]:
@@ -288,8 +340,8 @@ def _shards(docs: Iterable[Doc], size: int) -> Iterator[list[tuple[int, Doc]]]:
         yield shard
 
 
-def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], spill: Spill,
-                progress: Any = None) -> tuple[Filtered, int]:
+def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], sources: list[SourceConfig],
+                spill: Spill, progress: Any = None) -> tuple[Filtered, int]:
     """Run the per-document work over `docs` (any iterable, read lazily) on cfg.executor, survivors
     into `spill`; returns the merged result and how many workers ran."""
     from smoledge.data.distributed import make_executor
@@ -302,7 +354,8 @@ def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], sp
     executor = make_executor(cfg.executor, workers, cfg.ray_address)
     merged = Filtered()
     shards = _shards(itertools.chain(head, docs), BATCH_DOCS)
-    for res in executor.map(_run_shard, shards, setup=_setup_worker, setup_args=(cfg, list(languages))):
+    for res in executor.map(_run_shard, shards, setup=_setup_worker,
+                                setup_args=(cfg, list(languages), list(sources))):
         merged.absorb(res, spill)
         if progress is not None:
             progress.update(f"filtering on {executor.workers} {cfg.executor} worker(s): {merged.read} docs, "
@@ -340,7 +393,8 @@ def _curated_schema() -> Any:
 
     return pa.schema([
         ("id", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float64()),
-        ("source", pa.string()), ("url", pa.string()), ("split", pa.string()), ("dup_cluster_size", pa.int32()),
+        ("source", pa.string()), ("file", pa.string()), ("offset", pa.int64()), ("url", pa.string()),
+        ("split", pa.string()), ("dup_cluster_size", pa.int32()),
         ("weight", pa.float64()), ("filter_stats", pa.string()), ("metadata", pa.string()),
     ])
 
@@ -366,7 +420,8 @@ def write_curated(path: Path, batches: Iterable[Any], keep: list[bool], splits: 
             pos += n
             m = kept.num_rows
             table = pa.table({
-                **{name: kept.column(name) for name in ("id", "text", "lang", "lang_score", "source", "url")},
+                **{name: kept.column(name)
+                   for name in ("id", "text", "lang", "lang_score", "source", "file", "offset", "url")},
                 "split": splits[out:out + m], "dup_cluster_size": cluster_sizes[out:out + m],
                 "weight": weights[out:out + m], "filter_stats": kept.column("filter_stats"),
                 "metadata": kept.column("metadata"),
@@ -383,7 +438,7 @@ def write_curated(path: Path, batches: Iterable[Any], keep: list[bool], splits: 
 
 
 def dedup_exclusions(batches: Iterable[Any], filtered: Filtered, keep: list[bool], reason: list[str | None],
-                     scrub_pii: bool) -> list[Dropped]:
+                     scrub_pii: bool, policies: dict[str, str]) -> list[Dropped]:
     """The survivors of the filters that dedup dropped, with an excerpt of their spilled text."""
     out: list[Dropped] = []
     pos = 0
@@ -393,8 +448,8 @@ def dedup_exclusions(batches: Iterable[Any], filtered: Filtered, keep: list[bool
         for r in range(n):
             if not keep[pos + r]:
                 doc = filtered.kept[pos + r]
-                out.append(Dropped(filtered.indices[pos + r], doc.id, doc.source, f"dedup:{reason[pos + r]}",
-                                   excerpt(texts[r].as_py(), scrub_pii)))
+                out.append(Dropped.of(filtered.indices[pos + r], doc, f"dedup:{reason[pos + r]}",
+                                      excerpt(texts[r].as_py(), scrub_pii), policies[doc.source]))
         pos += n
     return out
 
@@ -402,7 +457,8 @@ def dedup_exclusions(batches: Iterable[Any], filtered: Filtered, keep: list[bool
 def write_exclusions(path: Path, rows: list[Dropped]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"id": r.id, "source": r.source, "reason": r.reason, "text": r.excerpt},
+            f.write(json.dumps({"id": r.id, "source": r.source, "file": r.file, "offset": r.offset, "url": r.url,
+                                "policy": r.policy, "reason": r.reason, "text": r.excerpt},
                                ensure_ascii=False) + "\n")
 
 
@@ -414,11 +470,13 @@ def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> 
     steps = filter_metrics(stats)
     order = [key.removesuffix(":seen") for key in stats if key.endswith(":seen")]  # first shard's step order
     out = {s: steps[s] for s in order if s in steps} | {s: v for s, v in steps.items() if s not in order}
-    extra: dict[str, Counter] = {"dedup": Counter(), "error": Counter()}
+    extra: dict[str, Counter] = {"read": Counter(), "dedup": Counter(), "error": Counter()}
     for r in dropped:
         step, _, reason = r.reason.partition(":")
         if step in extra:
             extra[step][reason] += 1
+    if extra["read"]:
+        out = {"read": {"dropped": extra["read"].total(), "reasons": dict(sorted(extra["read"].items()))}} | out
     out["dedup"] = {"seen": deduped, "dropped": extra["dedup"].total(), "reasons": dict(sorted(extra["dedup"].items()))}
     if extra["error"]:
         out["error"] = {"dropped": extra["error"].total(), "reasons": dict(sorted(extra["error"].items()))}
@@ -445,7 +503,12 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     ctx.progress.update("reading sources")
     read_report: dict[str, Any] = {}
     docs = iter_sources(recipe.data.sources, recipe.seed, read_report)
-    filtered, workers = filter_docs(docs, cfg, list(recipe.data.languages), spill, ctx.progress)
+    filtered, workers = filter_docs(docs, cfg, list(recipe.data.languages), recipe.data.sources, spill,
+                                    ctx.progress)
+    for name, counts in filtered.read_stats.items():  # the workers' extraction counters join the reader's
+        report = read_report[name]
+        report.update({k: report.get(k, 0) + n for k, n in counts.items()})
+        read_report[name] = dict(sorted(report.items()))
     spill.close()
     timings["read_and_filter"] = time.time() - t
     if not filtered.read:
@@ -461,7 +524,9 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     timings["dedup"] = time.time() - t
 
     # Exclusions in read order: the filters' (with the text as read), then dedup's (text as filtered).
-    dropped = filtered.dropped + dedup_exclusions(spill.batches(), filtered, dd.keep, dd.reason, cfg.scrub_pii)
+    policies = {s.name: s.policy for s in recipe.data.sources}
+    dropped = filtered.dropped + dedup_exclusions(spill.batches(), filtered, dd.keep, dd.reason, cfg.scrub_pii,
+                                                  policies)
     dropped.sort(key=lambda r: r.index)
     final = [doc for doc, keep in zip(filtered.kept, dd.keep) if keep]
     if not final:
@@ -494,6 +559,8 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
         "kept": len(final),
         "dropped_total": len(dropped),
         "dropped": dict(sorted(Counter(r.reason for r in dropped).items())),
+        "dropped_per_policy": {policy: dict(sorted(Counter(r.reason for r in dropped if r.policy == policy).items()))
+                               for policy in sorted({r.policy for r in dropped})},
         "filters": filters,
         "filter_order": list(filters),  # the record's JSON sorts keys; this keeps the pipeline order
         "kept_per_language": dict(sorted(kept_per_lang.items())),

@@ -3,12 +3,17 @@
     from collections import Counter
     from pathlib import Path
     from smoledge.data.warc import iter_records
-    stats = Counter()
+    stats = Counter()   # rec is a WarcRecord, or a Skipped (rec.reason)
     for rec in iter_records(Path("CC-MAIN-...warc.gz"), stats, max_payload=10_000_000):
         print(rec.url, rec.media_type, len(rec.payload), rec.truncated)
 
-Yields `response` and `resource` records (the captured documents); request,
-metadata, revisit and warcinfo records are passed over. warcio parses each
+Yields `response` and `resource` records (the captured documents) and
+`conversion` records (Common Crawl's WET files: text already extracted) as
+WarcRecords, and a Skipped for every record that stands for a document but
+yields none (a revisit, which points at a payload stored elsewhere; a broken
+or oversized record; a corrupt gzip member), so the caller can account for
+it. request, metadata and warcinfo records are not documents and are passed
+over. A WAT file (JSON metadata records) is refused with WatFileError. warcio parses each
 record (HTTP headers, chunked transfer and content encodings), but the
 framing is done here, because warcio's iterator stops for good at the first
 record it cannot parse:
@@ -24,7 +29,9 @@ record it cannot parse:
 - payloads over `max_payload` are skipped without being held in memory.
 
 ARC files (legacy) go through warcio's own iterator: an unreadable ARC
-record ends its file. Everything skipped is counted in `stats`.
+record ends its file. Every record carries its `offset`: the byte offset of
+its WARC header in the file's uncompressed stream (for an ARC file, its
+position). Everything skipped is also counted in `stats` as "skipped:<reason>".
 """
 
 from __future__ import annotations
@@ -42,7 +49,25 @@ MAX_HEADER_BYTES = 1 << 16
 # HTTP headers ride in the WARC block with the payload: a block may exceed the
 # payload cap by this much before it is skipped unread.
 HTTP_HEADER_ALLOWANCE = 1 << 16
-DOCUMENT_TYPES = ("response", "resource")
+DOCUMENT_TYPES = ("response", "resource", "conversion")
+# A revisit record stands for a capture whose payload is stored in an earlier record.
+REVISIT = "revisit"
+# Common Crawl's WAT files: one JSON metadata record per capture, no page text.
+WAT_CONTENT_TYPE = "application/json"
+
+
+class WatFileError(ValueError):
+    """The file holds WAT metadata records (JSON), not documents."""
+
+
+@dataclass
+class Skipped:
+    """A record that stands for a document but yields none."""
+
+    offset: int
+    reason: str
+    """warc_revisit | warc_broken_record | warc_corrupt_gzip_member | too_large | warc_bad_payload"""
+    url: str = ""
 
 
 @dataclass
@@ -51,7 +76,7 @@ class WarcRecord:
     url: str
     date: str
     rec_type: str
-    """response | resource"""
+    """response | resource | conversion"""
     media_type: str
     """'text/html', 'application/pdf', ... ('' when unknown)."""
     charset: str | None
@@ -61,6 +86,10 @@ class WarcRecord:
     truncated: str | None = None
     """The WARC-Truncated reason ('length', 'time', ...), 'clipped' when the file ends inside
     the record, or None when the payload is complete."""
+    offset: int = 0
+    """Byte offset of the record's WARC header in the file's uncompressed stream."""
+    languages: str = ""
+    """WARC-Identified-Content-Language (Common Crawl's guess, e.g. 'fra,eng'), '' when absent."""
 
 
 class _CorruptMember(Exception):
@@ -125,6 +154,8 @@ class _Lines:
     def __init__(self, read: Callable[[int], bytes]) -> None:
         self._read = read
         self._buf = b""
+        self.pos = 0
+        """Bytes consumed so far (readline, read and skip)."""
 
     def readline(self, limit: int = MAX_HEADER_BYTES) -> bytes:
         while b"\n" not in self._buf and len(self._buf) < limit:
@@ -135,11 +166,14 @@ class _Lines:
         i = self._buf.find(b"\n", 0, limit)
         end = i + 1 if i >= 0 else min(len(self._buf), limit)
         line, self._buf = self._buf[:end], self._buf[end:]
+        self.pos += len(line)
         return line
 
     def read(self, n: int) -> bytes:
         head, self._buf = self._buf[:n], self._buf[n:]
-        return head + _read_capped(self._read, n - len(head))
+        out = head + _read_capped(self._read, n - len(head))
+        self.pos += len(out)
+        return out
 
     def skip(self, n: int) -> int:
         skipped = 0
@@ -172,13 +206,15 @@ def _header_fields(block: bytes) -> dict[str, str]:
     return fields
 
 
-def _frames(path: Path, stats: Counter, max_block: int) -> Iterator[tuple[bytes, bytes, bool]]:
-    """(WARC header bytes, block bytes, clipped) of every document-type record of a WARC file."""
+def _frames(path: Path, stats: Counter, max_block: int) -> Iterator[tuple[int, bytes, bytes, bool] | Skipped]:
+    """(offset, WARC header bytes, block bytes, clipped) of every document-type record of a WARC file,
+    and a Skipped for each record that stands for a document but cannot be read."""
     with open(path, "rb") as f:
         read, gz = _open_stream(f)
         lines = _Lines(read)
         stray = seen = False
         while True:
+            start = lines.pos
             try:
                 line = lines.readline()
                 if not line:
@@ -204,20 +240,31 @@ def _frames(path: Path, stats: Counter, max_block: int) -> Iterator[tuple[bytes,
                 length = fields.get("content-length", "")
                 if not head.endswith((b"\r\n\r\n", b"\n\n")) or not length.isdigit():
                     stats["skipped:warc_broken_record"] += 1
+                    yield Skipped(start, "warc_broken_record", fields.get("warc-target-uri", ""))
                     continue  # the scan above skips to the next "WARC/" line
                 length_i = int(length)
-                if fields.get("warc-type", "").lower() not in DOCUMENT_TYPES:
+                rec_type = fields.get("warc-type", "").lower()
+                if rec_type == "metadata" and fields.get("content-type", "").startswith(WAT_CONTENT_TYPE):
+                    raise WatFileError(f"{path.name} holds WAT records (JSON metadata about each capture)")
+                if rec_type == REVISIT:
+                    stats["skipped:warc_revisit"] += 1
+                    lines.skip(length_i)
+                    yield Skipped(start, "warc_revisit", fields.get("warc-target-uri", ""))
+                    continue
+                if rec_type not in DOCUMENT_TYPES:
                     lines.skip(length_i)
                     continue
                 if length_i > max_block:
                     stats["skipped:too_large"] += 1
                     lines.skip(length_i)
+                    yield Skipped(start, "too_large", fields.get("warc-target-uri", ""))
                     continue
                 block = lines.read(length_i)
-                yield head, block, len(block) < length_i
+                yield start, head, block, len(block) < length_i
             except _CorruptMember:
                 # Lost with it: the record(s) it held (one per member in crawler output).
                 stats["skipped:warc_corrupt_gzip_member"] += 1
+                yield Skipped(start, "warc_corrupt_gzip_member")
                 assert gz is not None
                 gz.resync()
                 lines.reset()
@@ -248,10 +295,12 @@ def _read_capped(read: Callable[[int], bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _to_record(rec, fallback_id: str, clipped: bool, stats: Counter, max_payload: int) -> WarcRecord | None:
-    """A WarcRecord from a parsed warcio record, or None (counted) when it cannot be used."""
+def _to_record(rec, fallback_id: str, clipped: bool, stats: Counter, max_payload: int,
+               offset: int) -> WarcRecord | Skipped:
+    """A WarcRecord from a parsed warcio record, or a Skipped (counted) when it cannot be used."""
     h = rec.rec_headers
     rec_id = (h.get_header("WARC-Record-ID") or "").strip("<>") or fallback_id
+    url = h.get_header("WARC-Target-URI") or ""
     truncated = h.get_header("WARC-Truncated") or ("clipped" if clipped else None)
     status = None
     if rec.rec_type == "response" and rec.http_headers is not None:
@@ -269,14 +318,14 @@ def _to_record(rec, fallback_id: str, clipped: bool, stats: Counter, max_payload
     except Exception:  # bad chunking or content encoding (zlib, brotli, ValueError...)
         if not truncated:
             stats["skipped:warc_bad_payload"] += 1
-            return None
+            return Skipped(offset, "warc_bad_payload", url)
         payload = b""  # a cut-off encoded body: only a refetch can recover it
     if len(payload) > max_payload:
         stats["skipped:too_large"] += 1
-        return None
-    return WarcRecord(record_id=rec_id, url=h.get_header("WARC-Target-URI") or "",
-                      date=h.get_header("WARC-Date") or "", rec_type=rec.rec_type, media_type=media,
-                      charset=charset, status=status, payload=payload, truncated=truncated)
+        return Skipped(offset, "too_large", url)
+    return WarcRecord(record_id=rec_id, url=url, date=h.get_header("WARC-Date") or "", rec_type=rec.rec_type,
+                      media_type=media, charset=charset, status=status, payload=payload, truncated=truncated,
+                      offset=offset, languages=h.get_header("WARC-Identified-Content-Language") or "")
 
 
 def _is_arc(path: Path) -> bool:
@@ -292,7 +341,7 @@ def _is_arc(path: Path) -> bool:
     return start.lstrip().startswith(b"filedesc://")
 
 
-def _iter_arc(path: Path, stats: Counter, max_payload: int) -> Iterator[WarcRecord]:
+def _iter_arc(path: Path, stats: Counter, max_payload: int) -> Iterator[WarcRecord | Skipped]:
     from warcio.archiveiterator import ArchiveIterator
 
     with open(path, "rb") as f:
@@ -304,30 +353,32 @@ def _iter_arc(path: Path, stats: Counter, max_payload: int) -> Iterator[WarcReco
                     continue
                 # warcio invents a random WARC-Record-ID for ARC records: use the position instead.
                 rec.rec_headers.replace_header("WARC-Record-ID", f"{path.name}:{n}")
-                out = _to_record(rec, f"{path.name}:{n}", False, stats, max_payload)
-                if out is not None:
-                    yield out
+                yield _to_record(rec, f"{path.name}:{n}", False, stats, max_payload, n)
         except Exception:  # warcio's ArchiveLoadFailed and parse errors: the rest of an ARC is unreadable
             stats["corrupt_files"] += 1
             stats[f"corrupt_file:{path.name}"] += 1
 
 
-def iter_records(path: Path, stats: Counter, max_payload: int) -> Iterator[WarcRecord]:
-    """The response/resource records of one WARC or ARC file (plain or gzip), as WarcRecords."""
+def iter_records(path: Path, stats: Counter, max_payload: int) -> Iterator[WarcRecord | Skipped]:
+    """The document records of one WARC, WET or ARC file (plain or gzip): WarcRecords, and a Skipped
+    for each one that yields no document. Raises WatFileError on a WAT file."""
     from warcio.archiveiterator import ArchiveIterator
 
     if _is_arc(path):
         yield from _iter_arc(path, stats, max_payload)
         return
-    for n, (head, block, clipped) in enumerate(_frames(path, stats, max_payload + HTTP_HEADER_ALLOWANCE), 1):
+    for n, framed in enumerate(_frames(path, stats, max_payload + HTTP_HEADER_ALLOWANCE), 1):
+        if isinstance(framed, Skipped):
+            yield framed
+            continue
+        offset, head, block, clipped = framed
         try:
             # The trailing CRLFs spare warcio a "record not followed by newline" warning
             # (a clipped block has none: they would read as payload).
             raw = head + block + (b"" if clipped else b"\r\n\r\n")
             rec = next(iter(ArchiveIterator(io.BytesIO(raw))))
-            out = _to_record(rec, f"{path.name}:{n}", clipped, stats, max_payload)
+            out = _to_record(rec, f"{path.name}:{n}", clipped, stats, max_payload, offset)
         except Exception:  # warcio's ArchiveLoadFailed, StatusAndHeadersParserException, ...
             stats["skipped:warc_broken_record"] += 1
-            continue
-        if out is not None:
-            yield out
+            out = Skipped(offset, "warc_broken_record")
+        yield out
