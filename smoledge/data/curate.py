@@ -530,6 +530,8 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     dropped.sort(key=lambda r: r.index)
     final = [doc for doc, keep in zip(filtered.kept, dd.keep) if keep]
     if not final:
+        if cfg.write_exclusions:  # the reasons are what the user needs to fix the recipe
+            write_exclusions(CurateFiles(ctx.dir).excluded, dropped)
         top = Counter(r.reason for r in dropped).most_common(3)
         raise SmoledgeError(
             f"curation kept none of {filtered.read} documents (top reasons: {top}); check data.languages and the "
