@@ -218,7 +218,8 @@ class CurateConfig(Section):
     write_exclusions: bool = True
     """Write dropped documents with their reason to excluded.jsonl."""
     workers: int = 0
-    """Processes for the per-document filters (0: all local cores; with executor ray: all cluster CPUs)."""
+    """Processes for extraction and the per-document filters (0: all local cores, or this process alone
+    below a few hundred documents; with executor ray: all cluster CPUs)."""
     executor: Literal["local", "ray"] = "local"
     """Where the per-document filters run: `local` (this machine's cores) or `ray` (a Ray cluster,
     `pip install ray`; dedup stays one global step on this machine). Same output either way."""

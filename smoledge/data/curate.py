@@ -63,7 +63,7 @@ from smoledge.stage import Stage, StageContext, StageResult
 
 BATCH_DOCS = 64
 # Below this many documents, starting worker processes (each loads the language-ID model, tokenizers
-# and trafilatura, ~3 s) costs more than it saves.
+# and trafilatura, ~3 s) costs more than it saves: `workers: 0` (all cores) then runs in one process.
 POOL_MIN_DOCS = 200
 # Every language gets at least this many held-out documents (when it has
 # twice as many), so per-language perplexity is never computed on nothing.
@@ -349,7 +349,7 @@ def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], so
     docs = iter(docs)
     head = list(itertools.islice(docs, POOL_MIN_DOCS))
     workers = cfg.workers
-    if cfg.executor == "local" and len(head) < POOL_MIN_DOCS:
+    if cfg.executor == "local" and cfg.workers == 0 and len(head) < POOL_MIN_DOCS:  # all cores, unless too few
         workers = 1
     executor = make_executor(cfg.executor, workers, cfg.ray_address)
     merged = Filtered()
