@@ -270,3 +270,15 @@ def test_policies_and_overrides_pick_the_steps(tmp_path, shared_data):
     # min_words 200 for this source: its short documents go, for Gopher's word count.
     assert any(r["reason"] == "gopher_quality:gopher_short_doc" for r in excluded)
     assert all(json.loads(r["filter_stats"])["passed"] == ["language", "gopher_quality", "pii"] for r in kept)
+
+
+def test_record_files_account_for_bad_lines_and_empty_files(tmp_path):
+    d = tmp_path / "dump"
+    d.mkdir()
+    (d / "a.jsonl").write_text('{"text": "fine"}\nnot json\n\n{"id": 7}\n{"text": "' + "x" * 300 + '"}\n')
+    (d / "b.jsonl").write_text("\n\n")
+    source = SourceConfig(name="dump", kind="jsonl", path=str(d), max_doc_bytes=200)
+    rows = [(d.file, d.offset, d.id, d.dropped) for d in read_records(source, seed=SEED)]
+    assert rows == [("a.jsonl", 1, "a.jsonl:1", ""), ("a.jsonl", 2, "a.jsonl:2", "bad_json"),
+                    ("a.jsonl", 4, "7", "missing_text"), ("a.jsonl", 5, "a.jsonl:5", "too_large"),
+                    ("b.jsonl", 0, "b.jsonl", "empty_file")]

@@ -121,12 +121,13 @@ def _open_binary(path: Path):
 
 def _read_jsonl(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
     for path, file_id in file_ids(source):
-        lineno = 0
+        lineno = records = 0
         try:
             with _open_binary(path) as f:
                 for lineno, raw in enumerate(f, 1):
                     if not raw.strip():
                         continue
+                    records += 1
                     if len(raw) > source.max_doc_bytes:
                         yield drop(source, file_id, lineno, "too_large", stats, doc_id=f"{file_id}:{lineno}")
                         continue
@@ -148,6 +149,9 @@ def _read_jsonl(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
             stats["corrupt_files"] += 1
             stats[f"corrupt_file:{path.name}"] += 1
             yield drop(source, file_id, lineno + 1, "corrupt_file", stats, doc_id=f"{file_id}:{lineno + 1}")
+            continue
+        if not records:  # a file that yields nothing says why
+            yield drop(source, file_id, 0, "empty_file", stats, doc_id=file_id)
 
 
 def _read_parquet(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
@@ -172,6 +176,8 @@ def _read_parquet(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
             for rec in table.to_pylist():
                 row += 1
                 yield _record_doc(rec, source, file_id, row, stats)
+        if not row:
+            yield drop(source, file_id, 0, "empty_file", stats, doc_id=file_id)
 
 
 def _read_hf(source: SourceConfig, stats: Counter) -> Iterator[Doc]:

@@ -36,7 +36,7 @@ from collections import Counter
 from typing import Any, Callable, Iterator
 
 from smoledge.data.config import SourceConfig
-from smoledge.data.docs import Doc, Payload, drop, file_ids, read_file, resolve_paths, wat_message
+from smoledge.data.docs import Doc, Payload, drop, file_ids, read_file, wat_message
 from smoledge.errors import SmoledgeError
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -247,8 +247,7 @@ def _warc_doc(rec: Any, file_id: str, source: SourceConfig, stats: Counter, hook
 def read_warc(source: SourceConfig, stats: Counter, hook: OcrHook | None) -> Iterator[Doc]:
     from smoledge.data.warc import Skipped, WatFileError, iter_records
 
-    resolve_paths(source)  # refuses WAT files before any is read
-    for path, file_id in file_ids(source):
+    for path, file_id in file_ids(source):  # resolving the paths refuses WAT files before any is read
         count = 0
         before = stats["corrupt_files"]
         try:
