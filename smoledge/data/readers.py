@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 from smoledge.data.config import SourceConfig
 from smoledge.data.docs import Doc, drop, file_ids, read_file, resolve_paths
-from smoledge.data.web import extract, ocr_hook, read_html, read_pdf, read_warc
+from smoledge.data.web import extract, ocr_hook, read_files, read_warc
 from smoledge.errors import SmoledgeError
 
 __all__ = ["Doc", "read_records", "read_source", "resolve_paths"]
@@ -57,10 +57,8 @@ def read_records(source: SourceConfig, seed: int, stats: Counter | None = None) 
         docs = _read_parquet(source, stats)
     elif source.kind == "hf":
         docs = _read_hf(source, stats)
-    elif source.kind == "html":
-        docs = read_html(source, stats)
-    elif source.kind == "pdf":
-        docs = read_pdf(source, stats)
+    elif source.kind in ("html", "pdf"):
+        docs = read_files(source, stats)
     elif source.kind == "warc":
         docs = read_warc(source, stats, ocr_hook(source) if source.refetch else None)
     elif source.kind == "text":

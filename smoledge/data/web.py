@@ -128,22 +128,14 @@ def extract(doc: Doc, source: SourceConfig, stats: Counter, hook: OcrHook | None
 
 # ----------------------------------------------------------------------------- html and pdf files
 
-def read_html(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
+def read_files(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
+    """One Doc per file of an html or pdf source, its bytes left to `extract`."""
     for path, file_id in file_ids(source):
         data = read_file(path, file_id, source, stats)
         if isinstance(data, Doc):
             yield data
         else:
-            yield Doc(id=file_id, text="", source=source.name, file=file_id, payload=Payload("html", data))
-
-
-def read_pdf(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
-    for path, file_id in file_ids(source):
-        data = read_file(path, file_id, source, stats)
-        if isinstance(data, Doc):
-            yield data
-        else:
-            yield Doc(id=file_id, text="", source=source.name, file=file_id, payload=Payload("pdf", data))
+            yield Doc(id=file_id, text="", source=source.name, file=file_id, payload=Payload(source.kind, data))
 
 
 # ----------------------------------------------------------------------------- warc
