@@ -1,9 +1,12 @@
 """PDF reader: real PDFs (CJK, Arabic, multi-column, forms, a corrupted file), encrypted and
-truncated PDFs, the garbled-text detector, scanned PDFs routed to the OCR hook (off by default)."""
+truncated PDFs, the garbled-text detector, scanned PDFs routed to the OCR hook (off by default).
+The default extractor is pypdfium2 (permissive); PyMuPDF (AGPL, opt-in) is tested where installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
 import textwrap
 from collections import Counter
 
@@ -11,11 +14,15 @@ import pytest
 
 from smoledge.config import ConfigError
 from smoledge.data.config import SourceConfig
-from smoledge.data.pdf import garbled_fraction, pdf_text
+from smoledge.data.pdf import EXTRACTORS, garbled_fraction, pdf_text
 from smoledge.data.readers import read_source
 from smoledge.errors import SmoledgeError
 
 TRIVIAL = "py-pdf-sample-files/001-trivial__minimal-document.pdf"
+JO = "pdfminer.six/jo.pdf"  # Japanese in Ryumin-Light, a CID font that is not embedded
+KAMPO = "pdfminer.six/kampo.pdf"  # the same, vertical
+needs_pymupdf = pytest.mark.skipif(importlib.util.find_spec("pymupdf") is None,
+                                   reason="PyMuPDF (AGPL-3.0) is opt-in: pip install 'smoledge[pdf-agpl]'")
 
 
 def _read(path, stats=None, **kw):
@@ -31,6 +38,7 @@ def real_docs(shared_data):
 
 
 def test_real_pdfs(real_docs):
+    """The default path: pypdfium2, then pypdf, then pdfminer.six on what the one before garbles."""
     docs, stats = real_docs
     assert len(docs) == 32
     assert stats == Counter({"skipped:pdf:encrypted": 1})  # 005: a real user password
@@ -38,22 +46,58 @@ def test_real_pdfs(real_docs):
     geo = docs["py-pdf-sample-files/009-pdflatex-geotopo__GeoTopo-komprimiert.pdf"]
     assert geo.metadata["pages"] == 117 and "Topologie" in geo.text
     assert "Auflage" in geo.text  # the ﬂ ligature is expanded
-    assert "序" in docs["pdfminer.six/jo.pdf"].text  # Japanese CID font mapped (pypdf garbles it)
-    habibi = docs["py-pdf-sample-files/015-arabic__habibi.pdf"]  # PyMuPDF garbles it: pypdf's second opinion
-    assert habibi.metadata["extractor"] == "pypdf" and "حَبيبي" in habibi.text
-    assert "Beautiful is better than ugly" in docs["pdfminer.six/zen_of_python_corrupted.pdf"].text
-    assert "Copyright" in docs["pdfminer.six/dmca.pdf"].text  # owner-password-only: readable
+    # PDFium garbles the Arabic font: pypdf's second opinion.
+    for name in ("015-arabic__habibi.pdf", "015-arabic__habibi-rotated.pdf"):
+        habibi = docs[f"py-pdf-sample-files/{name}"]
+        assert habibi.metadata["extractor"] == "pypdf" and "حَبيبي" in habibi.text
+    # PDFium leaves out text in a CJK font that is not embedded and pypdf garbles it: pdfminer.six's.
+    assert docs[JO].metadata["extractor"] == "pdfminer" and "序" in docs[JO].text
+    kampo = docs[KAMPO]
+    assert kampo.metadata["extractor"] == "pdfminer" and sum("一" <= ch <= "鿿" for ch in kampo.text) > 1000
+    assert {d.metadata["extractor"] for k, d in docs.items() if "arabic" not in k and k not in (JO, KAMPO)} \
+        == {"pypdfium2"}
+    zen = docs["pdfminer.six/zen_of_python_corrupted.pdf"].text  # a damaged stream, read anyway; lines kept apart
+    assert "Beautiful is better than ugly.\nExplicit is better than implicit.\nSimple is better" in zen
+    dmca = docs["pdfminer.six/dmca.pdf"].text  # owner-password-only: readable
+    assert "Copyright" in dmca and "implemented in the U" in dmca  # a word hyphenated at a line end, joined
+    irs = docs["pdfminer.six/i1040nr.pdf"].text
+    assert "Form 1040NR" in irs and "MUST be removed before printing" not in irs  # printer's marks off the page
     for doc in docs.values():
         assert doc.metadata["format"] == "pdf" and doc.text == doc.text.strip()
-        assert garbled_fraction(doc.text) <= 0.1
+        assert garbled_fraction(doc.text) <= 0.1 and "\x02" not in doc.text
 
 
 def test_pypdf_alone_routes_garbled_cjk_to_ocr(shared_data):
     stats: Counter = Counter()
-    docs = _read(shared_data / "pdf" / "pdfminer.six" / "jo.pdf", stats, pdf_extractor="pypdf")
+    docs = _read(shared_data / "pdf" / JO, stats, pdf_extractor="pypdf")
     assert docs == [] and stats["skipped:pdf:needs_ocr"] == 1
-    res = pdf_text((shared_data / "pdf" / "pdfminer.six" / "jo.pdf").read_bytes(), "pypdf")
+    res = pdf_text((shared_data / "pdf" / JO).read_bytes(), "pypdf")
     assert res.reason == "needs_ocr" and res.garbled > 0.3
+
+
+def test_pypdfium2_alone_counts_the_text_it_left_out(shared_data):
+    """PDFium drops text in fonts that are not embedded without a trace; the census of text
+    objects counts it as garbled, so such a PDF is sent on, never emitted with its text missing."""
+    kampo = pdf_text((shared_data / "pdf" / KAMPO).read_bytes(), "pypdfium2", fallback=False)
+    assert kampo.reason == "needs_ocr" and kampo.garbled > 0.9 and len(kampo.text) < 100  # 28 of ~5,000 characters
+    jo = pdf_text((shared_data / "pdf" / JO).read_bytes(), "pypdfium2", fallback=False)
+    assert jo.reason == "needs_ocr" and 0.1 < jo.garbled < 0.5  # a third of the poem decoded
+    # A font that is not embedded but that PDFium decodes (Garamond) costs nothing.
+    dmca = pdf_text((shared_data / "pdf" / "pdfminer.six" / "dmca.pdf").read_bytes(), "pypdfium2", fallback=False)
+    assert dmca.reason is None and dmca.garbled < 0.01 and dmca.pages == 18
+
+
+@pytest.mark.parametrize("extractor", ["pypdfium2", "pdfminer", "pypdf"])
+def test_each_permissive_extractor_on_real_pdfs(shared_data, extractor):
+    folder = shared_data / "pdf"
+    for name, reason in (("py-pdf-sample-files/005-libreoffice-writer-password__libreoffice-writer-password.pdf",
+                          "encrypted"), ("pdfminer.six/naacl06-shinyama.pdf", None),
+                         ("pdfminer.six/zen_of_python_corrupted.pdf", None), (TRIVIAL, None)):
+        res = pdf_text((folder / name).read_bytes(), extractor, fallback=False)
+        assert res.reason == reason and res.extractor == extractor, name
+    paper = pdf_text((folder / "pdfminer.six/naacl06-shinyama.pdf").read_bytes(), extractor, fallback=False)
+    assert paper.pages == 8 and "Preemptive Information Extraction" in paper.text and paper.garbled < 0.01
+    assert pdf_text(b"%PDF-1.5\n" + b"\x00garbage" * 50, extractor, fallback=False).reason == "corrupt"
 
 
 def test_garbled_fraction(prose_texts):
@@ -84,24 +128,25 @@ def test_encrypted_and_truncated_pdfs_are_counted_and_skipped(tmp_path, shared_d
     docs = _read(tmp_path, stats)
     assert [d.id for d in docs] == ["owner-only.pdf"] and "Lorem ipsum" in docs[0].text
     assert stats == Counter({"skipped:pdf:encrypted": 1, "skipped:pdf:corrupt": 2, "skipped:empty": 1})
-    stats = Counter()
-    assert _read(tmp_path / "cut.pdf", stats, pdf_extractor="pypdf") == [] and stats["skipped:pdf:corrupt"] == 1
+    for extractor in ("pypdfium2", "pdfminer", "pypdf"):
+        stats = Counter()
+        assert _read(tmp_path / "cut.pdf", stats, pdf_extractor=extractor) == [] and stats["skipped:pdf:corrupt"] == 1
+        stats = Counter()
+        assert [d.id for d in _read(tmp_path, stats, pdf_extractor=extractor)] == ["owner-only.pdf"]
+        assert stats["skipped:pdf:encrypted"] == 1
     stats = Counter()
     assert _read(tmp_path / "owner-only.pdf", stats, max_doc_bytes=100) == [] and stats["skipped:too_large"] == 1
 
 
 @pytest.fixture(scope="module")
 def scanned_pdf(tmp_path_factory, shared_data):
-    """A real scan-like PDF: a page of the trivial document rendered to pixels, no text layer."""
-    import pymupdf
+    """A real scan-like PDF: a page of the trivial document rendered to pixels (PDFium), saved as
+    an image-only PDF (Pillow): no text layer."""
+    import pypdfium2 as pdfium
 
-    src = pymupdf.open(shared_data / "pdf" / TRIVIAL)
-    pix = src[0].get_pixmap(dpi=72)
-    out = pymupdf.open()
-    page = out.new_page(width=src[0].rect.width, height=src[0].rect.height)
-    page.insert_image(page.rect, pixmap=pix)
+    image = pdfium.PdfDocument(shared_data / "pdf" / TRIVIAL)[0].render(scale=1).to_pil()
     path = tmp_path_factory.mktemp("scan") / "scan.pdf"
-    out.save(path)
+    image.convert("RGB").save(path, "PDF", resolution=72)
     return path
 
 
@@ -124,6 +169,9 @@ OCR_MODULE = '''
 
 
 def test_scanned_pdf_needs_ocr_and_goes_to_the_hook(tmp_path, monkeypatch, scanned_pdf):
+    for extractor in ("pypdfium2", "pdfminer", "pypdf"):
+        res = pdf_text(scanned_pdf.read_bytes(), extractor, fallback=False)
+        assert (res.reason, res.pages, res.image_pages) == ("needs_ocr", 1, 1), extractor
     stats: Counter = Counter()
     assert _read(scanned_pdf, stats) == []  # OCR off by default: skipped, never emitted as garbage
     assert stats == Counter({"skipped:pdf:needs_ocr": 1})
@@ -156,5 +204,39 @@ def test_config_validation_names_the_key():
         SourceConfig.from_dict({"name": "p", "kind": "pdf", "path": "x", "refetch": True})
     with pytest.raises(ConfigError, match=r"pdf_extractor"):
         SourceConfig.from_dict({"name": "p", "kind": "pdf", "path": "x", "pdf_extractor": "tesseract"})
+    assert SourceConfig(name="p", kind="pdf", path="x").pdf_extractor == "pypdfium2"
+    for extractor in EXTRACTORS:  # every extractor smoledge has is a valid choice
+        assert SourceConfig.from_dict({"name": "p", "kind": "pdf", "path": "x", "pdf_extractor": extractor})
     with pytest.raises(ConfigError, match=r"path: a 'warc' source needs a path"):
         SourceConfig.from_dict({"name": "w", "kind": "warc"})
+
+
+# ----------------------------------------------------------------------------- PyMuPDF (opt-in, AGPL)
+
+def test_the_default_never_imports_pymupdf(shared_data):
+    """Neither the default nor any second opinion loads the AGPL library."""
+    import subprocess
+
+    code = ("import sys; from pathlib import Path; from smoledge.data.pdf import pdf_text; "
+            f"[pdf_text(p.read_bytes()) for p in sorted(Path({str(shared_data / 'pdf')!r}).rglob('*.pdf'))]; "
+            "assert 'pymupdf' not in sys.modules and 'fitz' not in sys.modules, 'pymupdf imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pymupdf_missing_says_how_to_opt_in(shared_data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymupdf", None)  # what an install without the extra looks like
+    with pytest.raises(SmoledgeError, match=r"pip install 'smoledge\[pdf-agpl\]'.*") as err:
+        _read(shared_data / "pdf" / TRIVIAL, pdf_extractor="pymupdf")
+    assert "AGPL-3.0" in str(err.value)
+
+
+@needs_pymupdf
+def test_pymupdf_opt_in_reads_the_real_pdfs(shared_data):
+    stats: Counter = Counter()
+    docs = {d.id: d for d in _read(shared_data / "pdf", stats, pdf_extractor="pymupdf")}
+    assert len(docs) == 32 and stats == Counter({"skipped:pdf:encrypted": 1})
+    assert "序" in docs[JO].text and docs[JO].metadata["extractor"] == "pymupdf"  # it maps the CJK font itself
+    habibi = docs["py-pdf-sample-files/015-arabic__habibi.pdf"]  # PyMuPDF garbles it: pypdf's second opinion
+    assert habibi.metadata["extractor"] == "pypdf" and "حَبيبي" in habibi.text
+    for doc in docs.values():
+        assert garbled_fraction(doc.text) <= 0.1

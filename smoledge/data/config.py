@@ -49,9 +49,11 @@ class SourceConfig(Section):
     """sample only: how many raw documents to generate (before defects are removed)."""
     max_doc_bytes: int = 10_000_000
     """Skip (and count as skipped:too_large) any raw document, page or PDF bigger than this."""
-    pdf_extractor: Literal["pymupdf", "pypdf"] = "pymupdf"
-    """pdf/warc: text-layer extractor. pymupdf (AGPL) is ~10x faster and reads CJK fonts, with
-    pypdf as a second opinion on PDFs it garbles; pypdf (BSD) alone avoids the AGPL library."""
+    pdf_extractor: Literal["pypdfium2", "pdfminer", "pypdf", "pymupdf"] = "pypdfium2"
+    """pdf/warc: text-layer extractor. pypdfium2 (PDFium; Apache-2.0/BSD-3-Clause) is the
+    fastest permissive one, with pypdf, then pdfminer.six, as second opinions on PDFs it
+    cannot read or garbles (see smoledge/data/pdf.py); pdfminer and pypdf alone are slower.
+    pymupdf is opt-in: AGPL-3.0, installed by `pip install 'smoledge[pdf-agpl]'`."""
     max_garbled_fraction: float = 0.1
     """pdf/warc: a PDF whose text has more garbled characters than this (U+FFFD, private-use,
     control characters, words mixing scripts) is treated as having no text layer: needs OCR."""
