@@ -32,9 +32,10 @@ Result (2 vCPU dev machine, default arguments; the reference keeps 591 of 782):
   all         782        591         100.0%          99.7%
 
 The quality steps are the reference filters themselves, configured by
-smoledge (their word tokenizer is datatrove's spaCy tokenizer without its
-per-call memory zone, token-identical: tests/test_data_filters.py), so they
-agree on every page. The full pipeline differs on 2 pages, both kept by
+smoledge (Gopher repetition as a subclass that computes the same n-gram
+statistics faster; their word tokenizer is datatrove's spaCy tokenizer made
+reusable and faster, token-identical: tests/test_filter_speed.py), so they
+agree on every page (unchanged by issue 21's speed-ups). The full pipeline differs on 2 pages, both kept by
 smoledge and dropped by the reference, because of smoledge's boilerplate line
 remover, which runs first: on the Docker install page it removes the
 "| Platform | x86_64 | ..." table rows that made the reference drop the page

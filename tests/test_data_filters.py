@@ -173,7 +173,10 @@ def test_english_settings_are_fineweb_s():
         ours = steps[name].reference("en")
         settings = {k: v for k, v in vars(ours).items() if k not in ("language", "stats", "exclusion_writer")}
         assert settings == {k: v for k, v in vars(reference).items() if k in settings}, name
-        assert type(ours) is type(reference)
+        # Gopher repetition runs a subclass that computes its n-gram statistics faster (same numbers:
+        # tests/test_filter_speed.py); the others are datatrove's classes themselves.
+        assert type(ours) is type(reference) or (name == "gopher_repetition"
+                                                 and isinstance(ours, type(reference)))
     assert steps["gopher_quality"].reference("en").min_doc_words == 50
 
 
