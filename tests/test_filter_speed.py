@@ -217,6 +217,29 @@ def test_language_scores_are_stock_py3langid_s_bit_for_bit(pages):
         assert identify(text) == (str(lang), float(score)), text[:80]
 
 
+_IDENTIFY = """
+import json, sys
+from smoledge.data.langid import identifier, identify
+texts = json.loads(sys.stdin.read())
+print(json.dumps({"scores": [identify(t) for t in texts], "mapped": type(identifier().nb_ptc).__name__}))
+"""
+
+
+def test_language_model_cache_gives_the_same_scores(pages, tmp_path):
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    texts = [t for lang in LANGUAGES for t in pages[lang][:5]] + EDGE_CASES + ["Elle chante bien."]
+    want = [list(map(lambda x: x if isinstance(x, str) else float(x), stock.classify(" ".join(t.split()))))
+            for t in texts]
+    env = {**os.environ, "SMOLEDGE_CACHE": str(tmp_path)}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _IDENTIFY], input=json.dumps(texts), env=env,
+                                      capture_output=True, text=True, check=True).stdout) for _ in range(2)]
+    assert runs[0]["mapped"] == "ndarray" and runs[1]["mapped"] == "memmap"  # packaged model, then the cache
+    assert runs[0]["scores"] == want and runs[1]["scores"] == want
+    assert len(list((tmp_path / "py3langid").iterdir())) == 1
+
+
 # ----------------------------------------------------------------------------- loading
 
 def test_preload_loads_every_language_s_tokenizer():

@@ -17,6 +17,7 @@ Both ship their model inside the PyPI package, so both run offline.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 # Scoring is linear in length; the first characters decide as well as the
@@ -24,6 +25,7 @@ from typing import Any
 MAX_CHARS = 20_000
 
 _IDENTIFIER: Any = None
+log = logging.getLogger(__name__)
 
 
 def identifier() -> Any:
@@ -32,19 +34,104 @@ def identifier() -> Any:
     Its feature-by-language table is held as float32 instead of the model's float16:
     scoring multiplied a float16 slice, which numpy first copied to float32 on every
     call (half of identify's time); the float32 values are the same, so are the
-    scores, bit for bit (tests/test_filter_speed.py). It costs ~28 MB more per process.
+    scores, bit for bit (tests/test_filter_speed.py).
+
+    The model ships LZMA-compressed (0.45 s to load in every curate worker), so the
+    first load also writes it out uncompressed to $SMOLEDGE_CACHE/py3langid/ (else
+    ~/.cache/smoledge; ~100 MB), and later loads read that instead (~0.05 s), with
+    the float32 table memory-mapped: the workers of a run share one copy of it.
     """
     global _IDENTIFIER
     if _IDENTIFIER is None:
-        import numpy as np
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        from py3langid.langid import LanguageIdentifier
 
-        ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        if ident.nb_ptc.dtype == np.float16:
-            ident.nb_ptc = ident.nb_ptc.astype(np.float32)
-            ident._full_model = (ident.nb_ptc, *ident._full_model[1:])  # drops the float16 copy
-        _IDENTIFIER = ident
+        model = _cached_model()
+        if model is None:
+            _IDENTIFIER = _load_model()
+        else:
+            ptc, pc, classes, nextmove, output, row = model
+            _IDENTIFIER = LanguageIdentifier(ptc, pc, classes, nextmove, output, norm_probs=True, tk_row=row)
     return _IDENTIFIER
+
+
+def _model_cache_dir() -> Any:
+    import hashlib
+    from importlib import metadata
+
+    from py3langid.langid import MODEL_DIR, MODEL_FILE
+
+    from smoledge.pypi_assets import cache_root
+
+    digest = hashlib.sha256((MODEL_DIR / MODEL_FILE).read_bytes()).hexdigest()[:16]
+    return cache_root() / "py3langid" / f"{metadata.version('py3langid')}-{digest}"
+
+
+def _load_model() -> Any:
+    """The identifier from py3langid's packaged model, its table as float32; writes the cache."""
+    import numpy as np
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    if ident.nb_ptc.dtype == np.float16:
+        ident.nb_ptc = ident.nb_ptc.astype(np.float32)
+        ident._full_model = (ident.nb_ptc, *ident._full_model[1:])  # drops the float16 copy
+    try:
+        _write_cache(ident)
+    except OSError as exc:  # a read-only home: the next worker decompresses again, that is all
+        log.debug("py3langid model cache not written: %r", exc)
+    return ident
+
+
+def _write_cache(ident: Any) -> None:
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    final = _model_cache_dir()
+    if final.is_dir():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent)
+    try:
+        np.save(os.path.join(tmp, "ptc.npy"), np.ascontiguousarray(ident.nb_ptc, dtype=np.float32))
+        np.save(os.path.join(tmp, "pc.npy"), np.asarray(ident.nb_pc))
+        np.save(os.path.join(tmp, "nextmove.npy"), np.frombuffer(ident.tk_nextmove, dtype=ident.tk_nextmove.typecode))
+        np.save(os.path.join(tmp, "row.npy"), np.frombuffer(ident.tk_row, dtype=ident.tk_row.typecode))
+        np.save(os.path.join(tmp, "output.npy"), np.asarray(ident.tk_output, dtype=np.int64))
+        with open(os.path.join(tmp, "classes.json"), "w", encoding="utf-8") as f:
+            json.dump({"classes": list(ident.nb_classes), "nextmove": ident.tk_nextmove.typecode,
+                       "row": ident.tk_row.typecode}, f)
+        os.replace(tmp, final)  # whole or not at all; a worker that lost the race leaves its copy
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cached_model() -> list[Any] | None:
+    """[nb_ptc (memory-mapped), nb_pc, nb_classes, tk_nextmove, tk_output, tk_row] from the cache, or None."""
+    import json
+    from array import array
+
+    import numpy as np
+
+    try:
+        d = _model_cache_dir()
+        if not (d / "classes.json").is_file():
+            return None
+        meta = json.loads((d / "classes.json").read_text(encoding="utf-8"))
+        ptc = np.load(d / "ptc.npy", mmap_mode="r")
+        nextmove, row = array(meta["nextmove"]), array(meta["row"])
+        nextmove.frombytes(np.load(d / "nextmove.npy").tobytes())
+        row.frombytes(np.load(d / "row.npy").tobytes())
+        output = np.load(d / "output.npy").tolist()
+        if ptc.dtype != np.float32 or len(row) != len(output) or ptc.shape[1] != len(meta["classes"]):
+            return None
+        return [ptc, np.load(d / "pc.npy"), meta["classes"], nextmove, output, row]
+    except Exception as exc:  # a damaged or partial cache: load the packaged model
+        log.debug("py3langid model cache unusable: %r", exc)
+        return None
 
 
 def identify(text: str) -> tuple[str, float]:
