@@ -25,8 +25,8 @@ from smoledge.data.filters import (
     filter_metrics,
     is_boilerplate_line,
     reference_kwargs,
-    word_tokenizer,
 )
+from smoledge.data.word_tokens import word_tokenizer
 from smoledge.data.readers import Doc
 
 PROSE_FILES = {

@@ -22,14 +22,8 @@ from pathlib import Path
 import pytest
 
 from smoledge.data.config import LANGUAGES, CurateConfig
-from smoledge.data.filters import (
-    REGEX_CACHE_STATS,
-    build_pipeline,
-    reference_kwargs,
-    repeated_ngram_chars,
-    top_ngram_chars,
-    word_tokenizer,
-)
+from smoledge.data.filters import build_pipeline, reference_kwargs, repeated_ngram_chars, top_ngram_chars
+from smoledge.data.word_tokens import REGEX_CACHE_STATS, word_tokenizer
 from smoledge.data.langid import MAX_CHARS, identifier, identify
 
 PROSE = {
@@ -109,11 +103,11 @@ def test_remembered_words_are_a_copy_and_follow_a_rewrite(pages):
 
 
 def test_tokenizer_reload_keeps_the_words(pages, monkeypatch):
-    import smoledge.data.filters as filters
+    import smoledge.data.word_tokens as word_tokens
     from datatrove.utils.word_tokenizers import load_word_tokenizer
 
-    tok = filters._reusable_spacy_class()("de")
-    monkeypatch.setattr(filters, "TOKENIZER_RELOAD_LEXEMES", 2000)
+    tok = word_tokens._reusable_spacy_class()("de")
+    monkeypatch.setattr(word_tokens, "TOKENIZER_RELOAD_LEXEMES", 2000)
     theirs = load_word_tokenizer("de")
     for text in pages["de"]:
         assert tok.word_tokenize(text) == theirs.word_tokenize(text)
@@ -252,7 +246,7 @@ def test_preload_loads_every_language_s_tokenizer():
 
 _LOAD_FRENCH = """
 import json, sys, time
-import smoledge.data.filters as F
+import smoledge.data.word_tokens as F
 t = time.perf_counter()
 tok = F.word_tokenizer("fr")
 words = [tok.word_tokenize(text) for text in json.loads(sys.stdin.read())]
