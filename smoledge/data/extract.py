@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import Any
 
 # WHATWG Encoding Standard: labels whose real-world meaning is a superset codec.
 WHATWG_ALIASES = {
@@ -138,8 +139,43 @@ def decode_html(data: bytes, declared: str | None = None) -> tuple[str, str]:
     return text, first + "+replace"
 
 
-def html_main_text(html: str, url: str | None = None) -> str:
-    """The page's main text (paragraphs separated by newlines), or '' when trafilatura finds none."""
+def parse_html(html: str) -> Any:
+    """The page's lxml tree as trafilatura parses it (its parser and settings), or None when it has none.
+
+    html_main_text(parse_html(page)) is html_main_text(page): curate parses a page once to look at its
+    language before extraction, and hands the same tree on."""
+    from trafilatura.utils import load_html
+
+    return load_html(html)
+
+
+# Elements whose text a reader never sees.
+_INVISIBLE = frozenset(("script", "style", "noscript", "template"))
+
+
+def visible_text(tree: Any, limit: int) -> str:
+    """About the first `limit` characters of the text a reader sees in the page (menus and footers
+    included: everything but scripts and styles), whitespace collapsed."""
+    parts: list[str] = []
+    size = 0
+    body = tree.find(".//body")
+    for el in (body if body is not None else tree).iter():
+        if el.tag in _INVISIBLE or not isinstance(el.tag, str):
+            texts = [el.tail]
+        else:
+            texts = [el.text, el.tail]
+        for t in texts:
+            if t and not t.isspace():
+                parts.append(t)
+                size += len(t)
+        if size >= limit:
+            break
+    return " ".join(" ".join(parts).split())[:limit]
+
+
+def html_main_text(html: str | Any, url: str | None = None) -> str:
+    """The main text (paragraphs separated by newlines) of a page, as a string or a parse_html tree
+    (which extraction consumes), or '' when trafilatura finds none."""
     import trafilatura
     from trafilatura.deduplication import LRUCache
 

@@ -45,6 +45,11 @@ GENERIC_TYPES = ("", "application/octet-stream", "unk", "unknown", "binary/octet
 SNIFF_BYTES = 1024
 
 OcrHook = Callable[[bytes, str], "str | None"]
+Screen = Callable[[str], bool]
+# `dropped` of a page a screen turned down before extraction (see extract).
+SCREENED = "screened"
+# Visible text handed to a screen: what it decides on, and an excerpt for the report.
+SCREEN_TEXT_CHARS = 1000
 
 
 def ocr_hook(source: SourceConfig) -> OcrHook | None:
@@ -57,8 +62,8 @@ def ocr_hook(source: SourceConfig) -> OcrHook | None:
 
 # ----------------------------------------------------------------------------- extraction
 
-def _html(doc: Doc, data: bytes, charset: str | None, stats: Counter) -> Doc:
-    from smoledge.data.extract import UndecodableError, decode_html, html_main_text
+def _html(doc: Doc, data: bytes, charset: str | None, stats: Counter, screen: Screen | None = None) -> Doc:
+    from smoledge.data.extract import UndecodableError, decode_html, html_main_text, parse_html, visible_text
 
     try:
         html, encoding = decode_html(data, charset)
@@ -67,7 +72,16 @@ def _html(doc: Doc, data: bytes, charset: str | None, stats: Counter) -> Doc:
     if encoding.endswith("+replace"):
         stats["html:bytes_replaced"] += 1
     try:
-        text = html_main_text(html, doc.url)
+        page = html
+        if screen is not None:
+            page = parse_html(html)
+            if page is None:
+                return _dropped(doc, "html_no_text", stats)
+            visible = visible_text(page, SCREEN_TEXT_CHARS)
+            if screen(visible):
+                doc.dropped, doc.text = SCREENED, visible
+                return doc
+        text = html_main_text(page, doc.url)
     except Exception:  # lxml/trafilatura on hostile markup: one page must not stop the run
         return _dropped(doc, "html_extract_error", stats)
     if not text:
@@ -116,13 +130,17 @@ def _dropped(doc: Doc, reason: str, stats: Counter) -> Doc:
     return doc
 
 
-def extract(doc: Doc, source: SourceConfig, stats: Counter, hook: OcrHook | None) -> Doc:
-    """`doc` with its payload turned into text, or dropped with the reason; a Doc without one as is."""
+def extract(doc: Doc, source: SourceConfig, stats: Counter, hook: OcrHook | None,
+            screen: Screen | None = None) -> Doc:
+    """`doc` with its payload turned into text, or dropped with the reason; a Doc without one as is.
+
+    `screen`, given a page's visible text before extraction, may say it is not worth extracting: the
+    page is then returned with `dropped` = SCREENED and that text (the caller records why)."""
     payload, doc.payload = doc.payload, None
     if payload is None:
         return doc
     if payload.kind == "html":
-        return _html(doc, payload.data, payload.charset, stats)
+        return _html(doc, payload.data, payload.charset, stats, screen)
     return _pdf_doc(doc, _pdf(payload.data, source), payload.data, source, stats, hook)
 
 
