@@ -142,3 +142,12 @@ def identify(text: str) -> tuple[str, float]:
         return "und", 0.0
     lang, score = identifier().classify(flat)
     return str(lang), float(score)
+
+
+def probability_of(text: str, languages: set[str]) -> float:
+    """The probability that `text` is in one of `languages` (ISO 639-1), by the same model and
+    normalisation as identify()."""
+    flat = " ".join(text[:MAX_CHARS].split())
+    if not flat:
+        return 1.0  # nothing to judge by: no evidence against any language
+    return float(sum(p for lang, p in identifier().rank(flat) if lang in languages))
