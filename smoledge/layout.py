@@ -71,6 +71,11 @@ class CurateFiles(StageFiles):
         """Kept documents spilled to disk while curation runs (removed when it finishes)."""
         return self.dir / "kept.partial.arrow"
 
+    @property
+    def excluded_spill(self) -> Path:
+        """Dropped documents' rows spilled to disk while curation runs (removed when it finishes)."""
+        return self.dir / "excluded.partial.jsonl"
+
 
 class TokenizerFiles(StageFiles):
     DIR = "tokenizer"

@@ -282,3 +282,19 @@ def test_record_files_account_for_bad_lines_and_empty_files(tmp_path):
     assert rows == [("a.jsonl", 1, "a.jsonl:1", ""), ("a.jsonl", 2, "a.jsonl:2", "bad_json"),
                     ("a.jsonl", 4, "7", "missing_text"), ("a.jsonl", 5, "a.jsonl:5", "too_large"),
                     ("b.jsonl", 0, "b.jsonl", "empty_file")]
+
+
+def test_drops_are_spilled_and_merged_in_read_order(tmp_path):
+    from smoledge.data.exclusions import Dropped, Exclusions
+
+    log = Exclusions(tmp_path / "excluded.partial.jsonl")
+    log.add([Dropped(0, "a", "s", "read:empty", "", policy="fineweb"),
+             Dropped(3, "d", "s", "language:unwanted_language", "Hallo", policy="none")])
+    log.add([Dropped(5, "f", "s", "gopher_quality:gopher_short_doc", "x", policy="fineweb")])
+    later = [Dropped(4, "e", "s", "dedup:exact", "y", policy="fineweb"), Dropped(1, "b", "s", "dedup:near", "z")]
+    log.count(later)
+    log.write(tmp_path / "excluded.jsonl", later)
+    rows = [json.loads(line) for line in (tmp_path / "excluded.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "d", "e", "f"]
+    assert log.total == 5 and log.by_policy["none"] == Counter({"language:unwanted_language": 1})
+    assert not (tmp_path / "excluded.partial.jsonl").exists()

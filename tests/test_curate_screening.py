@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from smoledge.data.config import CurateConfig, SourceConfig
-from smoledge.data.curate import ShardWorker
+from smoledge.data.shard import ShardWorker
 from smoledge.data.filters import build_pipeline
 from smoledge.data.readers import read_records
 from smoledge.data.web import extract

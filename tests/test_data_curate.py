@@ -10,6 +10,7 @@ import pytest
 
 from smoledge.data import curate
 from smoledge.data.config import CurateConfig, SourceConfig
+from smoledge.data.exclusions import Exclusions
 from smoledge.data.readers import read_records, read_source
 from smoledge.data.sample import SAMPLE_VERSION, generate, write_sample
 from smoledge.errors import SmoledgeError
@@ -260,15 +261,21 @@ def test_worker_pool_output_equals_single_process(monkeypatch, tmp_path, shared_
     assert sum(d.payload is not None for d in docs) > 10
     langs = ["en", "fr", "es", "de", "it", "pt"]
     spills = [curate.Spill(tmp_path / "one.arrow"), curate.Spill(tmp_path / "two.arrow")]
-    single, used1 = curate.filter_docs(docs, CurateConfig(workers=1), langs, [source, pages], spills[0])
+    drops = [Exclusions(tmp_path / "one.jsonl"), Exclusions(tmp_path / "two.jsonl")]
+    single, used1 = curate.filter_docs(docs, CurateConfig(workers=1), langs, [source, pages], spills[0],
+                                       exclusions=drops[0])
     monkeypatch.setattr(curate, "POOL_MIN_DOCS", 0)
-    pooled, used2 = curate.filter_docs(iter(docs), CurateConfig(workers=2), langs, [source, pages], spills[1])
+    pooled, used2 = curate.filter_docs(iter(docs), CurateConfig(workers=2), langs, [source, pages], spills[1],
+                                       exclusions=drops[1])
     assert (used1, used2) == (1, 2)
     assert pooled.read == single.read == len(docs)
     assert pooled.read_stats == single.read_stats and single.read_stats["pages"]["skipped:html_no_text"] >= 0
     assert pooled.kept == single.kept and pooled.indices == single.indices and pooled.keys == single.keys
     assert all((a == b).all() for a, b in zip(pooled.signatures, single.signatures))
-    assert pooled.dropped == single.dropped
+    for d in drops:
+        d.close()
+    assert pooled.dropped.reasons == single.dropped.reasons and single.dropped.total > 10
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     assert pooled.stats == single.stats
     for s in spills:
         s.close()

@@ -9,9 +9,10 @@ worker, the extraction of pages and PDFs (smoledge.data.web.extract), then
 its source's per-document steps (smoledge.data.filters: boilerplate lines ->
 language -> quality -> PII, as the source's `filters` policy says; `none`
 keeps language, PII and dedup only) and, for the survivors, the dedup signatures
-(smoledge.data.dedup: exact key + MinHash). The driver spills the survivors
-to disk as they come back (kept.partial.arrow, removed at the end) and keeps
-only their ids and signatures, removes exact and near duplicates over all
+(smoledge.data.dedup: exact key + MinHash) (smoledge.data.shard). The driver
+spills the survivors to disk as they come back (kept.partial.arrow), and the
+drops' rows too (excluded.partial.jsonl; smoledge.data.exclusions), both
+removed at the end; it keeps only the survivors' ids and signatures, removes exact and near duplicates over all
 documents at once, weights each kept document by its duplicate-cluster size
 when curate.rehydrate is on (FineWeb2 rehydration), holds out documents for
 validation by a hash of their id, and streams the result out.
@@ -39,13 +40,10 @@ dropped with reason "error:<ExceptionType>"; the run goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
 import logging
-import multiprocessing
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,6 +54,8 @@ import numpy as np
 
 from smoledge.data.config import CurateConfig, SourceConfig
 from smoledge.data.docs import Doc
+from smoledge.data.exclusions import Dropped, Exclusions
+from smoledge.data.shard import ShardResult, excerpt, run_shard, setup_worker
 from smoledge.data.readers import read_records, resolve_paths
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_path, sha256_file
@@ -70,11 +70,8 @@ POOL_MIN_DOCS = 200
 # Every language gets at least this many held-out documents (when it has
 # twice as many), so per-language perplexity is never computed on nothing.
 MIN_VALID_PER_LANGUAGE = 3
-EXCERPT_CHARS = 200
 # Parquet row group size of curated.parquet.
 ROW_GROUP_ROWS = 8192
-# Run through the pipeline once per worker, so the language-ID model loads at start, not on a real page.
-WARMUP_TEXT = "The weather was mild today and the market in the old town was open until the evening."
 
 log = logging.getLogger(__name__)
 
@@ -106,169 +103,6 @@ def iter_sources(sources: list[SourceConfig], seed: int, report: dict[str, Any])
             count += 1
             yield doc
         report[source.name] = {"docs": count, **dict(sorted(stats.items()))}
-
-
-def excerpt(text: str, scrub_pii: bool) -> str:
-    """The start of a dropped page for excluded.jsonl; it must not leak what curation scrubs."""
-    from smoledge.data.pii import scrub
-
-    head = text[:EXCERPT_CHARS]
-    return scrub(head)[0] if scrub_pii else head
-
-
-# ----------------------------------------------------------------------------- per-document work (workers)
-
-@dataclass
-class Dropped:
-    index: int
-    """Read order of the document."""
-    id: str
-    source: str
-    reason: str
-    """"read:<reason>", "<step>:<reason>", "dedup:<reason>" or "error:<ExceptionType>"."""
-    excerpt: str
-    file: str = ""
-    offset: int = 0
-    url: str = ""
-    policy: str = ""
-    """The source's filter policy (fineweb, none, custom)."""
-
-    @classmethod
-    def of(cls, index: int, doc: Doc, reason: str, excerpt: str, policy: str) -> Dropped:
-        return cls(index, doc.id, doc.source, reason, excerpt, doc.file, doc.offset, doc.url, policy)
-
-
-@dataclass
-class ShardResult:
-    """What one shard sends back to the driver."""
-
-    kept: list[tuple[int, Doc, str]] = field(default_factory=list)
-    """(read index, filtered document, filter_stats JSON) of the survivors, in order."""
-    keys: list[bytes] = field(default_factory=list)
-    """Exact-duplicate key of each survivor."""
-    signatures: np.ndarray | None = None
-    """(len(kept), num_perm) uint32 MinHash signatures of the survivors."""
-    dropped: list[Dropped] = field(default_factory=list)
-    stats: Counter = field(default_factory=Counter)
-    """The steps' counters, summed over the shard."""
-    read_stats: dict[str, Counter] = field(default_factory=dict)
-    """Extraction's counters per source (html:bytes_replaced, skipped:html_no_text, ...)."""
-
-
-def doc_filter_stats(stats: Counter) -> str:
-    """One document's record of its pass through the steps, as compact sorted JSON:
-    {"passed": [steps in order], "<step>": {"<counter>": n, ...}, ...}."""
-    out: dict[str, Any] = {"passed": []}
-    for key, n in stats.items():
-        step, _, counter = key.partition(":")
-        if step == "dropped":
-            continue
-        if counter == "seen":
-            out["passed"].append(step)
-        else:
-            out.setdefault(step, {})[counter] = n
-    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-class ShardWorker:
-    """Extraction, each source's per-document steps and the dedup signer, built once per worker process."""
-
-    def __init__(self, cfg: CurateConfig, languages: list[str], sources: list[SourceConfig]):
-        from smoledge.data.dedup import Signer
-        from smoledge.data.filters import build_pipeline
-        from smoledge.data.web import ocr_hook
-
-        self.sources = {s.name: s for s in sources}
-        by_policy: dict[str, Any] = {}
-        self.pipelines = {}
-        for s in sources:
-            # Sources with the same steps and thresholds share one pipeline (and its tokenizers).
-            key = json.dumps([s.filters, s.filter_settings], sort_keys=True)
-            if key not in by_policy:
-                by_policy[key] = build_pipeline(cfg.for_source(s), languages)
-            self.pipelines[s.name] = by_policy[key]
-        self.hooks = {s.name: ocr_hook(s) for s in sources}
-        self.signer = Signer(cfg.minhash_num_perm, cfg.minhash_ngram)
-        self.num_perm = cfg.minhash_num_perm
-        self.scrub_pii = cfg.scrub_pii
-        self._reported: set[str] = set()
-        for pipeline in by_policy.values():
-            pipeline.preload()  # every language's tokenizer now, not on the first page in it
-            pipeline.process([(-1, Doc(id="warmup", text=WARMUP_TEXT, source="warmup"))])
-
-    def _extract(self, doc: Doc, read_stats: dict[str, Counter], screened: list[Counter]) -> Doc:
-        from smoledge.data.web import extract
-
-        if doc.payload is None:
-            return doc
-        stats = read_stats.setdefault(doc.source, Counter())
-
-        def screen(visible: str) -> bool:
-            drop = self.pipelines[doc.source].screen(visible)
-            if drop is not None:
-                screened.append(drop)
-            return drop is not None
-
-        return extract(doc, self.sources[doc.source], stats, self.hooks[doc.source], screen)
-
-    def __call__(self, shard: list[tuple[int, Doc]]) -> ShardResult:
-        out = ShardResult()
-        sigs: list[np.ndarray] = []
-        for i, doc in shard:
-            policy = self.sources[doc.source].policy
-            # Each document alone: its counters are its own, and one that raises takes nothing else down.
-            # Steps rewrite the text and extraction fills the metadata: `doc` stays as read.
-            work = dataclasses.replace(doc, metadata=dict(doc.metadata))
-            try:
-                screened: list[Counter] = []
-                work = self._extract(work, out.read_stats, screened)
-                if screened:  # language ID on the page's visible text: not worth extracting
-                    out.stats.update(screened[0])
-                    out.dropped.append(Dropped.of(i, work, "language:unwanted_language",
-                                                  excerpt(work.text, self.scrub_pii), policy))
-                    continue
-                if work.dropped:
-                    out.dropped.append(Dropped.of(i, work, f"read:{work.dropped}", "", policy))
-                    continue
-                text_as_read = work.text
-                res = self.pipelines[doc.source].process([(i, work)])
-                signed = self.signer(res.kept[0][1].text) if res.kept else None
-            except Exception as exc:  # a bad page must not end the run: count it and go on
-                reason = f"error:{type(exc).__name__}"
-                if reason not in self._reported:  # once per type and worker, with the traceback
-                    self._reported.add(reason)
-                    log.warning("curate: document %r (source %s) raised; dropped as %s", doc.id, doc.source,
-                                reason, exc_info=True)
-                out.dropped.append(Dropped.of(i, doc, reason, excerpt(doc.text, self.scrub_pii), policy))
-                continue
-            out.stats.update(res.stats)
-            if signed is not None:
-                out.kept.append((i, res.kept[0][1], doc_filter_stats(res.stats)))
-                out.keys.append(signed[0])
-                sigs.append(signed[1])
-            else:
-                reason = res.excluded[0][1]
-                out.dropped.append(Dropped.of(i, work, reason, excerpt(text_as_read, self.scrub_pii), policy))
-        out.signatures = np.stack(sigs) if sigs else np.zeros((0, self.num_perm), dtype=np.uint32)
-        return out
-
-
-_WORKER: ShardWorker | None = None
-
-
-def _setup_worker(cfg: CurateConfig, languages: list[str], sources: list[SourceConfig]) -> None:
-    global _WORKER
-    if multiprocessing.parent_process() is not None and "torch" not in sys.modules:
-        # A worker process of ours needs no torch, but spaCy's thinc imports it when it is installed
-        # (1.1 s of a worker's 2.7 s start, measured); an absent module makes thinc run without it.
-        # Never in the driver, which later stages use for training.
-        sys.modules["torch"] = None  # type: ignore[assignment]
-    _WORKER = ShardWorker(cfg, languages, sources)
-
-
-def _run_shard(shard: list[tuple[int, Doc]]) -> ShardResult:
-    assert _WORKER is not None, "_setup_worker did not run in this process"
-    return _WORKER(shard)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -337,7 +171,8 @@ class Filtered:
     """Read index of each survivor."""
     keys: list[bytes] = field(default_factory=list)
     signatures: list[np.ndarray] = field(default_factory=list)
-    dropped: list[Dropped] = field(default_factory=list)
+    dropped: Exclusions = field(default_factory=lambda: Exclusions(None))
+    """The filters' drops: counted, their rows spilled (not held)."""
     stats: Counter = field(default_factory=Counter)
     read_stats: dict[str, Counter] = field(default_factory=dict)
 
@@ -349,7 +184,7 @@ class Filtered:
         self.indices += [i for i, _, _ in res.kept]
         self.keys += res.keys
         self.signatures.append(res.signatures)
-        self.dropped += res.dropped
+        self.dropped.add(res.dropped)
         self.stats.update(res.stats)
         for source, counts in res.read_stats.items():
             self.read_stats.setdefault(source, Counter()).update(counts)
@@ -362,7 +197,7 @@ def _shards(docs: Iterable[Doc], size: int) -> Iterator[list[tuple[int, Doc]]]:
 
 
 def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], sources: list[SourceConfig],
-                spill: Spill, progress: Any = None) -> tuple[Filtered, int]:
+                spill: Spill, progress: Any = None, exclusions: Exclusions | None = None) -> tuple[Filtered, int]:
     """Run the per-document work over `docs` (any iterable, read lazily) on cfg.executor, survivors
     into `spill`; returns the merged result and how many workers ran."""
     from smoledge.data.distributed import make_executor
@@ -373,9 +208,9 @@ def filter_docs(docs: Iterable[Doc], cfg: CurateConfig, languages: list[str], so
     if cfg.executor == "local" and cfg.workers == 0 and len(head) < POOL_MIN_DOCS:  # all cores, unless too few
         workers = 1
     executor = make_executor(cfg.executor, workers, cfg.ray_address)
-    merged = Filtered()
+    merged = Filtered(dropped=exclusions if exclusions is not None else Exclusions(None))
     shards = _shards(itertools.chain(head, docs), BATCH_DOCS)
-    for res in executor.map(_run_shard, shards, setup=_setup_worker,
+    for res in executor.map(run_shard, shards, setup=setup_worker,
                                 setup_args=(cfg, list(languages), list(sources))):
         merged.absorb(res, spill)
         if progress is not None:
@@ -475,15 +310,7 @@ def dedup_exclusions(batches: Iterable[Any], filtered: Filtered, keep: list[bool
     return out
 
 
-def write_exclusions(path: Path, rows: list[Dropped]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({"id": r.id, "source": r.source, "file": r.file, "offset": r.offset, "url": r.url,
-                                "policy": r.policy, "reason": r.reason, "text": r.excerpt},
-                               ensure_ascii=False) + "\n")
-
-
-def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> dict[str, dict[str, Any]]:
+def per_filter_metrics(stats: Counter, reasons: Counter, deduped: int) -> dict[str, dict[str, Any]]:
     """Per step, in pipeline order: documents seen, dropped, per reason (and the step's counters);
     then dedup and errors, which are not pipeline steps."""
     from smoledge.data.filters import filter_metrics
@@ -492,10 +319,10 @@ def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> 
     order = [key.removesuffix(":seen") for key in stats if key.endswith(":seen")]  # first shard's step order
     out = {s: steps[s] for s in order if s in steps} | {s: v for s, v in steps.items() if s not in order}
     extra: dict[str, Counter] = {"read": Counter(), "dedup": Counter(), "error": Counter()}
-    for r in dropped:
-        step, _, reason = r.reason.partition(":")
+    for full, n in reasons.items():
+        step, _, reason = full.partition(":")
         if step in extra:
-            extra[step][reason] += 1
+            extra[step][reason] += n
     if extra["read"]:
         out = {"read": {"dropped": extra["read"].total(), "reasons": dict(sorted(extra["read"].items()))}} | out
     out["dedup"] = {"seen": deduped, "dropped": extra["dedup"].total(), "reasons": dict(sorted(extra["dedup"].items()))}
@@ -508,15 +335,18 @@ def per_filter_metrics(stats: Counter, dropped: list[Dropped], deduped: int) -> 
 
 def run(ctx: StageContext) -> StageResult:
     recipe = ctx.recipe
-    spill = Spill(CurateFiles(ctx.dir).spill)
+    files = CurateFiles(ctx.dir)
+    spill = Spill(files.spill)
+    exclusions = Exclusions(files.excluded_spill if recipe.curate.write_exclusions else None)
     try:
-        return _run(ctx, recipe, recipe.curate, spill)
+        return _run(ctx, recipe, recipe.curate, spill, exclusions)
     finally:
         spill.close()
         spill.path.unlink(missing_ok=True)
+        exclusions.remove()
 
 
-def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> StageResult:
+def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill, exclusions: Exclusions) -> StageResult:
     from smoledge.data.dedup import cluster, rehydration_weights
 
     timings: dict[str, float] = {}
@@ -525,7 +355,7 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     read_report: dict[str, Any] = {}
     docs = iter_sources(recipe.data.sources, recipe.seed, read_report)
     filtered, workers = filter_docs(docs, cfg, list(recipe.data.languages), recipe.data.sources, spill,
-                                    ctx.progress)
+                                    ctx.progress, exclusions)
     for name, counts in filtered.read_stats.items():  # the workers' extraction counters join the reader's
         report = read_report[name]
         report.update({k: report.get(k, 0) + n for k, n in counts.items()})
@@ -546,14 +376,13 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
 
     # Exclusions in read order: the filters' (with the text as read), then dedup's (text as filtered).
     policies = {s.name: s.policy for s in recipe.data.sources}
-    dropped = filtered.dropped + dedup_exclusions(spill.batches(), filtered, dd.keep, dd.reason, cfg.scrub_pii,
-                                                  policies)
-    dropped.sort(key=lambda r: r.index)
+    deduped = dedup_exclusions(spill.batches(), filtered, dd.keep, dd.reason, cfg.scrub_pii, policies)
+    exclusions.count(deduped)
     final = [doc for doc, keep in zip(filtered.kept, dd.keep) if keep]
     if not final:
         if cfg.write_exclusions:  # the reasons are what the user needs to fix the recipe
-            write_exclusions(CurateFiles(ctx.dir).excluded, dropped)
-        top = Counter(r.reason for r in dropped).most_common(3)
+            exclusions.write(CurateFiles(ctx.dir).excluded, deduped)
+        top = exclusions.reasons.most_common(3)
         raise SmoledgeError(
             f"curation kept none of {filtered.read} documents (top reasons: {top}); check data.languages and the "
             f"curate thresholds, and see {CurateFiles(ctx.dir).excluded}"
@@ -568,22 +397,21 @@ def _run(ctx: StageContext, recipe: Recipe, cfg: CurateConfig, spill: Spill) -> 
     kept_chars = write_curated(curated, spill.batches(), dd.keep, splits, cluster_sizes, weights)
     outputs = [curated]
     if cfg.write_exclusions:
-        write_exclusions(CurateFiles(ctx.dir).excluded, dropped)
+        exclusions.write(CurateFiles(ctx.dir).excluded, deduped)
         outputs.append(CurateFiles(ctx.dir).excluded)
     timings["write"] = time.time() - t
 
     kept_per_lang = Counter(d.lang for d in final)
     valid_per_lang = Counter(d.lang for d, s in zip(final, splits) if s == "valid")
     stats = filtered.stats
-    filters = per_filter_metrics(stats, dropped, deduped=len(filtered.kept))
+    filters = per_filter_metrics(stats, exclusions.reasons, deduped=len(filtered.kept))
     metrics = {
         "read": filtered.read,
         "read_per_source": read_report,
         "kept": len(final),
-        "dropped_total": len(dropped),
-        "dropped": dict(sorted(Counter(r.reason for r in dropped).items())),
-        "dropped_per_policy": {policy: dict(sorted(Counter(r.reason for r in dropped if r.policy == policy).items()))
-                               for policy in sorted({r.policy for r in dropped})},
+        "dropped_total": exclusions.total,
+        "dropped": dict(sorted(exclusions.reasons.items())),
+        "dropped_per_policy": {policy: dict(sorted(c.items())) for policy, c in sorted(exclusions.by_policy.items())},
         "filters": filters,
         "filter_order": list(filters),  # the record's JSON sorts keys; this keeps the pipeline order
         "kept_per_language": dict(sorted(kept_per_lang.items())),
