@@ -51,26 +51,28 @@ page on its own.
 Where the time goes (printed last): each part's cost per page in one process on the distinct
 pages (no copies: neither side's caches help), and each side's start-up in a fresh process.
 
-Result (2-vCPU dev machine shared with other sessions, load 1.4-2.1 during the run; defaults:
---workers 2 --repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 16.55, 16.75 s,
-datatrove 17.64, 18.22 s; warc: smoledge 10.56, 10.44 s, datatrove 10.20, 9.60 s):
+Result (2-vCPU dev machine, 2026-12-07, load 0.9-2.7 during the run; defaults: --workers 2
+--repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 17.15, 16.83 s, datatrove 19.13,
+18.43 s; warc: smoledge 4.44, 4.42 s, datatrove 10.45, 10.78 s):
 
   | input | side      | workers | docs in | docs kept | seconds (best) | docs/s | MB/s |
-  | html  | smoledge  |       2 |     848 |        84 |          16.55 |   51.2 | 5.75 |
-  | html  | datatrove |       2 |     848 |       176 |          17.64 |   48.1 | 5.40 |
-  | warc  | smoledge  |      2* |     960 |         0 |          10.44 |   91.9 | 0.78 |
-  | warc  | datatrove |       2 |     960 |         0 |           9.60 |  100.0 | 0.85 |
-  html 1.07x, warc 0.92x (target 1.5x). English first copies: html 27/28 the same (the Docker
-  install page: smoledge's boilerplate step removes the table rows for which datatrove's Gopher
-  quality drops it), warc 1/1. (* nothing of the WARC passes either side's filters: the stage stops
-  with "curation kept none" after filtering every record; see the output's note.)
+  | html  | smoledge  |       2 |     848 |        84 |          16.83 |   50.4 | 5.66 |
+  | html  | datatrove |       2 |     848 |       176 |          18.43 |   46.0 | 5.17 |
+  | warc  | smoledge  |      2* |     960 |         0 |           4.42 |  217.0 | 1.84 |
+  | warc  | datatrove |       2 |     960 |         0 |          10.45 |   91.9 | 0.78 |
+  html 1.09x (1.21x in a run 20 minutes earlier at load 0.8-1.9), warc 2.36x (2.44x); target 1.5x.
+  English first copies: html 27/28 the same (the Docker install page: smoledge's boilerplate step
+  removes the table rows for which datatrove's Gopher quality drops it), warc 1/1. (* nothing of
+  the WARC passes either side's filters: the stage stops with "curation kept none" after filtering
+  every record; see the output's note.) 13 of the WARC's 16 pages are in languages not kept:
+  smoledge screens them out before extraction; 100 of the 106 HTML pages are in kept languages.
 
   per page, one process     smoledge  datatrove
-  extraction (ms)               17.1       15.8
-  filters (ms)                   9.5       18.8
+  extraction (ms)               17.9       16.4
+  filters (ms)                  10.2       19.1
   MinHash (ms)                   1.1          -
-  all (ms)                      27.8       34.6    -> 1.25x; 2.02x if filters and MinHash were free
-  worker start-up (s)           2.88       2.09
+  all (ms)                      29.2       35.5    -> 1.21x; 1.98x if filters and MinHash were free
+  worker start-up (s)           3.05       2.27    (here; ~1.5 s in the stage's workers, which skip torch)
 
 Before issue 21's filter work (same benchmark, alternating with the version above, load ~2):
 smoledge html 21.6 / 21.7 s against datatrove 18.3 / 18.1 s (0.84x), warc 11.17 s against 9.83 s
