@@ -121,14 +121,14 @@ def _cached_model() -> list[Any] | None:
         if not (d / "classes.json").is_file():
             return None
         meta = json.loads((d / "classes.json").read_text(encoding="utf-8"))
-        ptc = np.load(d / "ptc.npy", mmap_mode="r")
+        ptc = np.load(d / "ptc.npy", mmap_mode="r", allow_pickle=False)
         nextmove, row = array(meta["nextmove"]), array(meta["row"])
-        nextmove.frombytes(np.load(d / "nextmove.npy").tobytes())
-        row.frombytes(np.load(d / "row.npy").tobytes())
-        output = np.load(d / "output.npy").tolist()
+        nextmove.frombytes(np.load(d / "nextmove.npy", allow_pickle=False).tobytes())
+        row.frombytes(np.load(d / "row.npy", allow_pickle=False).tobytes())
+        output = np.load(d / "output.npy", allow_pickle=False).tolist()
         if ptc.dtype != np.float32 or len(row) != len(output) or ptc.shape[1] != len(meta["classes"]):
             return None
-        return [ptc, np.load(d / "pc.npy"), meta["classes"], nextmove, output, row]
+        return [ptc, np.load(d / "pc.npy", allow_pickle=False), meta["classes"], nextmove, output, row]
     except Exception as exc:  # a damaged or partial cache: load the packaged model
         log.debug("py3langid model cache unusable: %r", exc)
         return None
