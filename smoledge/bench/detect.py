@@ -34,6 +34,7 @@ from pathlib import Path
 
 from smoledge.bench.config import ARM_ARCHES, ARM_ISA, X86_ISA, DeviceProfile
 from smoledge.errors import SmoledgeError
+from smoledge.host import emulation
 
 # platform.machine() spellings -> the profile's arch.
 ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "aarch64": "aarch64", "arm64": "arm64",
@@ -358,6 +359,12 @@ def detect(name: str | None = None, seconds: float = 1.5, array_bytes: int | Non
     """Profile this machine: read arch/ISA/cores/RAM, measure bandwidth for about `seconds`, derive the rest."""
     if seconds <= 0:
         raise SmoledgeError(f"--seconds must be > 0, got {seconds}")
+    why = emulation()
+    if why is not None:
+        raise SmoledgeError(
+            f"this is not the board it claims to be: {why}. A profile written here would give the host's "
+            f"memory bandwidth and an emulated CPU's features as a board's; run `smoledge devices detect` on the "
+            f"board itself, or use a shipped profile (e.g. --device rpi5-8gb)")
     m = _machine()
     size = array_bytes or array_bytes_for(m.llc_bytes, m.ram_bytes)
     bw = measure_bandwidth(seconds, size, m.llc_bytes)

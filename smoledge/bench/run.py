@@ -44,6 +44,7 @@ from smoledge.bench.select import (LLAMA_CPP, ONNXRUNTIME, Candidate, candidates
                                    onnx_files, read_hf_config, size)
 from smoledge.config import ConfigError
 from smoledge.errors import SmoledgeError
+from smoledge.host import emulation
 from smoledge.io import atomic_write_json, atomic_write_text
 from smoledge.progress import Progress
 
@@ -215,6 +216,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     if n_ctx > profile.max_context:
         raise ConfigError(f"the tests need {n_ctx} tokens of context; device '{profile.name}' allows max_context "
                           f"{profile.max_context}: lower --pp, --tg or --ttft-prompt")
+    # Under qemu-user the timings are the emulator's: kept, marked, and never set against a roofline.
+    emulated = emulation()
     loadavg_before = list(os.getloadavg())
     progress = Progress("bench")
     total, done = sum(s.steps for s in specs), 0
@@ -227,7 +230,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             tg = r["tests"].get(f"tg{spec.tg}")
             r["roofline"] = decode_roofline(r["weight_bytes_per_token"], r["kv_bytes_per_position"], 1, spec.tg,
                                             profile.memory_bandwidth_gbs,
-                                            tg["tokens_per_s"]["median"]) if tg else None
+                                            tg["tokens_per_s"]["median"]) if tg and not emulated else None
+            r["emulated"] = emulated is not None
             rows.append(r)
         progress.update("done", total, total)
     finally:
@@ -241,7 +245,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "settings": {"repeats": cfg.repeats, "warmup": cfg.warmup, "pp": list(cfg.pp), "tg": cfg.tg,
                      "ttft_prompt": cfg.ttft_prompt, "seed": cfg.seed, "all_backends": cfg.all_backends},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_before": loadavg_before, "loadavg_after": list(os.getloadavg())},
+                    "loadavg_before": loadavg_before, "loadavg_after": list(os.getloadavg()),
+                    "emulated": emulated},
         "skipped": skipped,
         "results": rows,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -297,6 +302,10 @@ def markdown(r: dict[str, Any]) -> str:
     if r["skipped"]:
         parts += ["", "not benched: " + "; ".join(f"{n}: {why}" for n, why in r["skipped"].items())]
     m = r["machine"]
+    if m.get("emulated"):
+        parts = [f"EMULATED: {m['emulated']}. These timings measure the emulator, not the device "
+                 f"'{r['device']['name']}': no roofline fraction, no device speed; compare tokens, not t/s.", "",
+                 *parts]
     parts += ["", f"device profile '{r['device']['name']}', {r['threads']} threads; t/s and ms are the median of "
                   f"{s['repeats']} runs after {s['warmup']} warm-up (± sd; min-max in brackets); "
                   f"{m['cpu_count']} CPUs, load average {m['loadavg_before'][0]:.2f} before, "
