@@ -32,7 +32,7 @@ def test_arm_code_reading_this_x86_host_s_cpuinfo_is_emulated():
     why = emulation("aarch64", host, None)
     assert why is not None and "qemu-user" in why and "/proc/cpuinfo lists x86 CPUs" in why
     why = emulation("arm64", PI5_CPUINFO, "x86_64")  # cpuinfo faked, but PID 1 is an x86 program
-    assert why is not None and "PID 1 is a x86_64 program" in why
+    assert why is not None and "PID 1 is an x86_64 program" in why
 
 
 def test_elf_machine_reads_real_binaries(tmp_path):
@@ -44,13 +44,13 @@ def test_elf_machine_reads_real_binaries(tmp_path):
 
 
 def test_devices_detect_refuses_an_emulated_machine(monkeypatch):
-    monkeypatch.setattr(detect_mod, "emulation", lambda: "aarch64 code emulated on a x86_64 host (qemu-user): ...")
+    monkeypatch.setattr(detect_mod, "emulation", lambda: "aarch64 code emulated on an x86_64 host (qemu-user): ...")
     with pytest.raises(SmoledgeError, match="not the board it claims to be.*run `smoledge devices detect` on the board"):
         detect_mod.detect(seconds=0.1)
 
 
 def test_bench_marks_emulated_timings_and_sets_no_roofline(smollm2_gguf: Path, tmp_path: Path, capsys, monkeypatch):
-    why = "aarch64 code emulated on a x86_64 host (qemu-user): /proc/cpuinfo lists x86 CPUs"
+    why = "aarch64 code emulated on an x86_64 host (qemu-user): /proc/cpuinfo lists x86 CPUs"
     monkeypatch.setattr(run_mod, "emulation", lambda: why)
     gguf = shutil.copyfile(smollm2_gguf, tmp_path / "model.gguf")
     out = tmp_path / "bench.json"
