@@ -68,7 +68,7 @@ def emulation(machine: str | None = None, cpuinfo: str | None = None, init_machi
     evidence = []
     if machine not in ("x86_64", "x86") and _X86_CPUINFO.search(cpuinfo):
         evidence.append(f"/proc/cpuinfo lists x86 CPUs while this process runs {machine} code")
-    if init_machine is not None and init_machine != machine and not (machine, init_machine) == ("x86", "x86_64"):
+    if init_machine is not None and init_machine != machine and (machine, init_machine) != ("x86", "x86_64"):
         evidence.append(f"PID 1 is an {init_machine} program while this process runs {machine} code")
     if not evidence:
         return None

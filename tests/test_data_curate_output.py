@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from smoledge.config import ConfigError
-from smoledge.data import filters
+from smoledge.data import filters, shard
 from smoledge.data.config import CurateConfig
 from smoledge.data.dedup import rehydration_weights
 from smoledge.data.sample import write_sample
@@ -139,7 +139,7 @@ def test_a_document_that_raises_is_dropped_and_the_run_goes_on(tmp_path, monkeyp
         pipeline.steps.insert(2, Exploding())  # after language ID, before quality
         return pipeline
 
-    monkeypatch.setattr(filters, "build_pipeline", with_exploding_step)
+    monkeypatch.setattr(shard, "build_pipeline", with_exploding_step)  # what the curate worker builds with
     bad_run = recipe("bad", sources=[{"name": "web", "kind": "jsonl", "path": str(bad)}])
     build(bad_run, runs_root=tmp_path / "runs", until="curate", out=lambda s: None)
 

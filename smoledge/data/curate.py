@@ -9,7 +9,7 @@ worker, the extraction of pages and PDFs (smoledge.data.web.extract), then
 its source's per-document steps (smoledge.data.filters: boilerplate lines ->
 language -> quality -> PII, as the source's `filters` policy says; `none`
 keeps language, PII and dedup only) and, for the survivors, the dedup signatures
-(smoledge.data.dedup: exact key + MinHash) (smoledge.data.shard). The driver
+(smoledge.data.dedup: exact key + MinHash); smoledge.data.shard is that worker. The driver
 spills the survivors to disk as they come back (kept.partial.arrow), and the
 drops' rows too (excluded.partial.jsonl; smoledge.data.exclusions), both
 removed at the end; it keeps only the survivors' ids and signatures, removes exact and near duplicates over all

@@ -164,6 +164,10 @@ class BoilerplateLines(Transform):
 SCREEN_CHARS = 1000
 SCREEN_MIN_CHARS = 200
 SCREEN_MAX_KEPT_PROBABILITY = 1e-3
+# A screened page's drop reason and counters: the language step's own, plus how many were screened.
+SCREENED_REASON = "language:unwanted_language"
+SCREENED_STATS = Counter({"language:seen": 1, f"dropped:{SCREENED_REASON}": 1,
+                          "language:screened_before_extraction": 1})
 
 
 class LanguageFilter(Filter):
@@ -443,16 +447,11 @@ class Pipeline:
         for step in self.steps:
             step.preload(self.languages)
 
-    def screen(self, visible: str) -> Counter | None:
-        """A page's drop, as the counters process() would give it, when its visible text is confidently in
-        a language not kept (LanguageFilter.screens_out); None when it must be extracted and filtered."""
-        for step in self.steps:
-            if isinstance(step, LanguageFilter):
-                if not step.screens_out(visible):
-                    return None
-                return Counter({"language:seen": 1, "dropped:language:unwanted_language": 1,
-                                "language:screened_before_extraction": 1})
-        return None
+    def screen(self, visible: str) -> bool:
+        """True when a page's visible text (before extraction) is confidently in a language the language
+        step does not keep (LanguageFilter.screens_out): the page is dropped unextracted, with
+        SCREENED_REASON and SCREENED_STATS as process() would have counted it."""
+        return any(isinstance(step, LanguageFilter) and step.screens_out(visible) for step in self.steps)
 
     def process(self, docs: Iterable[tuple[int, Doc]]) -> BatchResult:
         result = BatchResult()

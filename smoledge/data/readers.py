@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 from smoledge.data.config import SourceConfig
 from smoledge.data.docs import Doc, drop, file_ids, read_file, resolve_paths
+from smoledge.data.extract import UndecodableError, decode_html
 from smoledge.data.web import extract, ocr_hook, read_files, read_warc
 from smoledge.errors import SmoledgeError
 
@@ -199,8 +200,6 @@ def _read_hf(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
 
 
 def _read_text(source: SourceConfig, stats: Counter) -> Iterator[Doc]:
-    from smoledge.data.extract import UndecodableError, decode_html
-
     for path, file_id in file_ids(source):
         data = read_file(path, file_id, source, stats)
         if isinstance(data, Doc):

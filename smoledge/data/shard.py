@@ -28,6 +28,10 @@ import numpy as np
 from smoledge.data.config import CurateConfig, SourceConfig
 from smoledge.data.docs import Doc
 from smoledge.data.exclusions import Dropped
+from smoledge.data.dedup import Signer
+from smoledge.data.filters import SCREENED_REASON, SCREENED_STATS, build_pipeline
+from smoledge.data.pii import scrub
+from smoledge.data.web import SCREENED, extract, ocr_hook
 
 EXCERPT_CHARS = 200
 # Run through the pipeline once per worker, so the language-ID model loads at start, not on a real page.
@@ -38,8 +42,6 @@ log = logging.getLogger(__name__)
 
 def excerpt(text: str, scrub_pii: bool) -> str:
     """The start of a dropped page for excluded.jsonl; it must not leak what curation scrubs."""
-    from smoledge.data.pii import scrub
-
     head = text[:EXCERPT_CHARS]
     return scrub(head)[0] if scrub_pii else head
 
@@ -80,10 +82,6 @@ class ShardWorker:
     """Extraction, each source's per-document steps and the dedup signer, built once per worker process."""
 
     def __init__(self, cfg: CurateConfig, languages: list[str], sources: list[SourceConfig]):
-        from smoledge.data.dedup import Signer
-        from smoledge.data.filters import build_pipeline
-        from smoledge.data.web import ocr_hook
-
         self.sources = {s.name: s for s in sources}
         by_policy: dict[str, Any] = {}
         self.pipelines = {}
@@ -102,20 +100,12 @@ class ShardWorker:
             pipeline.preload()  # every language's tokenizer now, not on the first page in it
             pipeline.process([(-1, Doc(id="warmup", text=WARMUP_TEXT, source="warmup"))])
 
-    def _extract(self, doc: Doc, read_stats: dict[str, Counter], screened: list[Counter]) -> Doc:
-        from smoledge.data.web import extract
-
+    def _extract(self, doc: Doc, read_stats: dict[str, Counter]) -> Doc:
         if doc.payload is None:
             return doc
         stats = read_stats.setdefault(doc.source, Counter())
-
-        def screen(visible: str) -> bool:
-            drop = self.pipelines[doc.source].screen(visible)
-            if drop is not None:
-                screened.append(drop)
-            return drop is not None
-
-        return extract(doc, self.sources[doc.source], stats, self.hooks[doc.source], screen)
+        return extract(doc, self.sources[doc.source], stats, self.hooks[doc.source],
+                       self.pipelines[doc.source].screen)
 
     def __call__(self, shard: list[tuple[int, Doc]]) -> ShardResult:
         out = ShardResult()
@@ -126,12 +116,11 @@ class ShardWorker:
             # Steps rewrite the text and extraction fills the metadata: `doc` stays as read.
             work = dataclasses.replace(doc, metadata=dict(doc.metadata))
             try:
-                screened: list[Counter] = []
-                work = self._extract(work, out.read_stats, screened)
-                if screened:  # language ID on the page's visible text: not worth extracting
-                    out.stats.update(screened[0])
-                    out.dropped.append(Dropped.of(i, work, "language:unwanted_language",
-                                                  excerpt(work.text, self.scrub_pii), policy))
+                work = self._extract(work, out.read_stats)
+                if work.dropped == SCREENED:  # language ID on the page's visible text: not worth extracting
+                    out.stats.update(SCREENED_STATS)
+                    out.dropped.append(Dropped.of(i, work, SCREENED_REASON, excerpt(work.text, self.scrub_pii),
+                                                  policy))
                     continue
                 if work.dropped:
                     out.dropped.append(Dropped.of(i, work, f"read:{work.dropped}", "", policy))

@@ -37,6 +37,11 @@ from typing import Any, Callable, Iterator
 
 from smoledge.data.config import SourceConfig
 from smoledge.data.docs import Doc, Payload, drop, file_ids, read_file, wat_message
+from smoledge.data.extract import (UndecodableError, charset_from_content_type, decode_html, html_main_text,
+                                   parse_html, visible_text)
+from smoledge.data.pdf import garbled_fraction, load_ocr_hook, pdf_text
+from smoledge.data.refetch import RefetchError, refetch
+from smoledge.data.warc import Skipped, WatFileError, iter_records
 from smoledge.errors import SmoledgeError
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -55,16 +60,12 @@ SCREEN_TEXT_CHARS = 1000
 def ocr_hook(source: SourceConfig) -> OcrHook | None:
     if not source.ocr:
         return None
-    from smoledge.data.pdf import load_ocr_hook
-
     return load_ocr_hook(str(source.ocr_hook))
 
 
 # ----------------------------------------------------------------------------- extraction
 
 def _html(doc: Doc, data: bytes, charset: str | None, stats: Counter, screen: Screen | None = None) -> Doc:
-    from smoledge.data.extract import UndecodableError, decode_html, html_main_text, parse_html, visible_text
-
     try:
         html, encoding = decode_html(data, charset)
     except UndecodableError:
@@ -92,15 +93,11 @@ def _html(doc: Doc, data: bytes, charset: str | None, stats: Counter, screen: Sc
 
 
 def _pdf(data: bytes, source: SourceConfig) -> Any:
-    from smoledge.data.pdf import pdf_text
-
     return pdf_text(data, source.pdf_extractor, source.max_garbled_fraction)
 
 
 def _pdf_doc(doc: Doc, res: Any, data: bytes, source: SourceConfig, stats: Counter, hook: OcrHook | None) -> Doc:
     """`doc` with the text of a PdfText (see smoledge.data.pdf), through the OCR hook when it needs one."""
-    from smoledge.data.pdf import garbled_fraction
-
     doc.metadata.update(format="pdf", pages=res.pages)
     if res.reason is None:
         doc.text = res.text
@@ -176,8 +173,6 @@ def payload_kind(media_type: str, payload: bytes) -> str | None:
 
 def _refetch(url: str, source: SourceConfig, stats: Counter) -> Any:
     """The refetched response (smoledge.data.refetch.Fetched), or None; every outcome is counted."""
-    from smoledge.data.refetch import RefetchError, refetch
-
     try:
         got = refetch(url, timeout_s=source.refetch_timeout_s, retries=source.refetch_retries,
                       max_bytes=min(source.refetch_max_bytes, source.max_doc_bytes),
@@ -203,8 +198,6 @@ def _wet_doc(doc: Doc, rec: Any, stats: Counter) -> Doc:
 
 def _warc_doc(rec: Any, file_id: str, source: SourceConfig, stats: Counter, hook: OcrHook | None) -> Doc:
     """A Doc from one WarcRecord (smoledge.data.warc), refetching what the crawl cut off."""
-    from smoledge.data.extract import charset_from_content_type
-
     doc = Doc(id=f"{file_id}@{rec.offset}", text="", source=source.name, url=rec.url, file=file_id,
               offset=rec.offset, metadata={"warc_date": rec.date, "warc_record_id": rec.record_id})
     if rec.rec_type == "conversion":
@@ -255,8 +248,6 @@ def _warc_doc(rec: Any, file_id: str, source: SourceConfig, stats: Counter, hook
 
 
 def read_warc(source: SourceConfig, stats: Counter, hook: OcrHook | None) -> Iterator[Doc]:
-    from smoledge.data.warc import Skipped, WatFileError, iter_records
-
     for path, file_id in file_ids(source):  # resolving the paths refuses WAT files before any is read
         count = 0
         before = stats["corrupt_files"]
