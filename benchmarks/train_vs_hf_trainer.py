@@ -35,6 +35,11 @@ next), in a rotating order over --rounds:
                     at least these, so B x T / this time bounds the tokens/s of any implementation of the
                     same step on this machine's BLAS (attention and everything elementwise come on top),
                     and its ratio to the Trainer bounds the speed-up available without computing less.
+  attention-floor   matmul-floor plus each layer's attention forward and backward (SDPA on preallocated
+                    B x heads x T x head_dim queries and the KV heads as they are, causal without a mask:
+                    the cheapest kernel, the one the Trainer's unpacked rows take): the bound with the
+                    second-largest cost of the step added, so what is left above it is elementwise work
+                    (norms, SiLU, RoPE, casts, the loss's softmax, the optimizer).
   hf-trainer        transformers.Trainer as benchmarks/train_throughput.py runs it (adamw_torch, constant lr
                     after warm-up, no logging, checkpoints or evaluation).
 
@@ -75,7 +80,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import train_throughput as tt  # noqa: E402  (shards, the Trainer run and the smoledge run are shared)
 
-SIDES = ("smoledge", "smoledge-stock", "smoledge-plain", "smoledge-distill", "matmul-floor", "hf-trainer")
+SIDES = ("smoledge", "smoledge-stock", "smoledge-plain", "smoledge-distill", "matmul-floor", "attention-floor",
+         "hf-trainer")
 # Spacing of the made-up teacher ids: 64 ids x 761 < 49,152, so a row's ids are distinct.
 ID_STRIDE = 761
 
@@ -141,9 +147,11 @@ class WithTargets:
         return replace(b, teacher_ids=ids, teacher_logp=logp)
 
 
-def matmul_floor(args: argparse.Namespace) -> dict:
-    """The step's matmuls alone (see the module docstring), timed per step like the training sides."""
+def matmul_floor(args: argparse.Namespace, attention: bool = False) -> dict:
+    """The step's matmuls alone, or with each layer's attention (see the module docstring), timed per step like
+    the training sides."""
     import torch
+    import torch.nn.functional as F
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     n, c, i, head_dim = args.batch_size * args.seq_len, args.hidden, args.mlp, args.hidden // args.heads
@@ -155,12 +163,19 @@ def matmul_floor(args: argparse.Namespace) -> dict:
     for d_in, d_out in linears:
         x, w, gy = (torch.randn(*shape, generator=g).to(dtype) for shape in ((n, d_in), (d_in, d_out), (n, d_out)))
         ops += [(x, w), (gy, w.T), (gy.T, x)]
+    q = torch.randn(args.batch_size, args.heads, args.seq_len, head_dim, generator=g).to(dtype)      # (B, H, T, D)
+    q.requires_grad_(True)
+    k, v = (torch.randn(args.batch_size, args.kv_heads, args.seq_len, head_dim, generator=g).to(dtype)
+            .requires_grad_(True) for _ in range(2))                                            # (B, KV, T, D)
     times = []
     t_all = time.perf_counter()
     for _ in range(args.steps):
         t0 = time.perf_counter()
         for a, b in ops:
             torch.mm(a, b)
+        for _ in range(args.layers if attention else 0):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)      # (B, H, T, D)
+            out.backward(out)
         times.append(time.perf_counter() - t0)
     return tt.timed(args, times[args.warmup:], time.perf_counter() - t_all, float("nan"))
 
@@ -177,8 +192,8 @@ def run_side(args: argparse.Namespace) -> dict:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with tempfile.TemporaryDirectory(prefix=f"bench-{args.side}-") as tmp:
         work = Path(tmp)
-        if args.side == "matmul-floor":
-            result = matmul_floor(args)
+        if args.side in ("matmul-floor", "attention-floor"):
+            result = matmul_floor(args, attention=args.side == "attention-floor")
         elif args.side == "hf-trainer":
             result = tt.run_hf(args, work, doc_mask=False)
         elif args.side == "smoledge-stock":
@@ -260,10 +275,12 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
         memory = best["smoledge"]["peak_mib"] / ref["peak_mib"]
         print(f"target tokens/s >= 1.5x the Trainer's: {'met' if speed >= 1.5 else 'missed'} ({speed:.2f}x); "
               f"peak memory <= 0.7x: {'met' if memory <= 0.7 else 'missed'} ({memory:.2f}x)")
-    if ref and "matmul-floor" in best:
-        bound = best["matmul-floor"]["tokens_per_s"] / ref["tokens_per_s"]
-        print(f"the step's matmuls alone run at {bound:.2f}x the Trainer's tokens/s: no implementation of the same "
-              f"step gets further on this machine")
+    for floor, what in (("matmul-floor", "the step's matmuls alone"),
+                        ("attention-floor", "the step's matmuls and attention alone")):
+        if ref and floor in best:
+            bound = best[floor]["tokens_per_s"] / ref["tokens_per_s"]
+            print(f"{what} run at {bound:.2f}x the Trainer's tokens/s: no implementation of the same step gets "
+                  f"further on this machine")
 
 
 if __name__ == "__main__":
