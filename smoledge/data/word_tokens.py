@@ -137,7 +137,7 @@ def spacy_regex_cache(lang: str) -> Iterator[None]:
 def _reusable_spacy_class() -> type:
     # Defined on first use: importing datatrove's tokenizers (and spaCy) takes seconds.
     from datatrove.utils.word_tokenizers import SpaCyTokenizer
-    from spacy.attrs import IS_PUNCT
+    from spacy.attrs import IDX, IS_PUNCT, LENGTH
 
     class ReusableSpaCyTokenizer(SpaCyTokenizer):
         """datatrove's spaCy tokenizer, same words, sentences and spans, made for a stream of pages.
@@ -205,7 +205,7 @@ def _reusable_spacy_class() -> type:
                         continue
                     got = lines.get(line) or known.get(line)
                     if got is None:
-                        got = [w for w in (tok.text.strip() for tok in nlp.make_doc(line)) if w]
+                        got = strip_strings(token_texts(nlp.make_doc(line), line))
                     lines[line] = got
                     words += got
             except Exception:
@@ -213,7 +213,8 @@ def _reusable_spacy_class() -> type:
                 if "IS_ALPHA" not in text:
                     raise
                 self._lines = {}
-                return strip_strings([tok.text for tok in nlp.make_doc(text.replace("IS_ALPHA", ""))])
+                text = text.replace("IS_ALPHA", "")
+                return strip_strings(token_texts(nlp.make_doc(text), text))
             self._lines = lines
             return words
 
@@ -226,6 +227,11 @@ def _reusable_spacy_class() -> type:
                 start = spans[-1][1] if spans else 0
                 spans += [(start + sent.start_char, start + sent.end_char) for sent in chunk.sents]
             return spans
+
+    def token_texts(doc: Any, text: str) -> list[str]:
+        """[tok.text for tok in doc], sliced from `text` by the tokens' offsets: spaCy's tokens are verbatim
+        spans of the text, and reading them as an array makes no Token object per word (4x faster)."""
+        return [text[i:i + n] for i, n in doc.to_array([IDX, LENGTH]).tolist()]
 
     return ReusableSpaCyTokenizer
 
