@@ -14,7 +14,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # Re-install only when the dependency spec changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 
-.PHONY: install quickstart test test-fast clean-runs
+.PHONY: install quickstart test test-fast arm64-check clean-runs
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# The arm64 correctness lane (smoledge/arm64/check.py): not in `test`, it needs root privileges and, the first
+# time, Debian's qemu-user-static and debootstrap (installed here when missing) and ~1 h of emulated compiling.
+arm64-check: install
+	command -v debootstrap >/dev/null && test -x /usr/bin/qemu-aarch64-static || \
+		(apt-get update -q && apt-get install -y -q qemu-user-static debootstrap)
+	$(BIN)/smoledge arm64-check
 
 clean-runs:
 	rm -rf runs

@@ -7,6 +7,7 @@
     smoledge bench runs/quickstart/bundle --device x86_64-avx2-laptop
     smoledge sweep build/quickstart.yaml --grid pretrain.lr=1e-3,3e-3,1e-2 --grid pretrain.optimizer=adamw,muon
     smoledge scaling fit runs/quickstart/sweep/results.csv --holdout-largest
+    smoledge arm64-check --device rpi5-8gb
 
 Nothing heavy is imported here: `serve` and `bench` must start on a board
 that has no torch or transformers.
@@ -64,6 +65,13 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
                      runs_dir=args.runs_dir, revision=args.revision, max_ppl_delta_pct=args.max_ppl_delta,
                      force=tuple(args.force)))
     return 0
+
+
+def _cmd_arm64_check(args: argparse.Namespace) -> int:
+    from smoledge.arm64.check import CheckConfig, main
+
+    return main(CheckConfig(recipe=args.recipe, device=args.device, name=args.name, runs_dir=args.runs_dir,
+                            repo=args.repo, root=args.root))
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -445,6 +453,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seconds", type=float, default=1.5, help="bandwidth measurement time (default: %(default)s)")
     d.add_argument("--force", action="store_true", help="replace --out if it exists")
     d.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser(
+        "arm64-check", formatter_class=fmt,
+        help="build a bundle for an ARM board, run it in an arm64 root under qemu-user, compare its tokens with x86",
+        description="Build the recipe for an aarch64 device profile, install smoledge[serve] in a cached arm64 "
+                    "Debian root (qemu-user; llama-cpp-python compiled once for the device's ISA), fingerprint "
+                    "every GGUF and ONNX model there and on x86 (greedy tokens, top-1 agreement, max |dlogit|), "
+                    "serve the bundle to the openai client and bench it there (marked emulated). Needs root "
+                    "privileges; the first run needs qemu-user-static, debootstrap, the Debian mirror and PyPI.",
+        epilog=_examples("sudo make arm64-check", "smoledge arm64-check --recipe build/quickstart.yaml --device rpi5-8gb"),
+    )
+    p.add_argument("--recipe", default="build/quickstart.yaml", help="recipe to build (default: %(default)s)")
+    p.add_argument("--device", default="rpi5-8gb", help="aarch64 device profile (default: %(default)s)")
+    p.add_argument("--name", default="arm64-check", help="run name, runs/NAME (default: %(default)s)")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--repo", default=".", help="the smoledge checkout installed in the root (default: %(default)s)")
+    p.add_argument("--root", default=None, help="arm64 root directory (default: ~/.cache/smoledge/arm64/root)")
+    p.set_defaults(func=_cmd_arm64_check)
     return parser
 
 

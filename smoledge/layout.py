@@ -172,6 +172,10 @@ class ExportFiles(StageFiles):
     def onnx(self) -> Path:
         return self.dir / ONNX_FP32
 
+    def onnx_int8(self, target: str, static: bool = False) -> Path:
+        """The int8 ONNX model for a CPU target (arm64, avx2, ...): dynamic, or static (QDQ, calibrated)."""
+        return self.dir / f"{ONNX_FP32}-int8-{'static-' if static else ''}{target}"
+
     def onnx_dirs(self) -> list[Path]:
         """onnx/ and every int8 variant, the fp32 one first."""
         return sorted((d for d in self.dir.glob(f"{ONNX_FP32}*") if d.is_dir()),
@@ -205,6 +209,11 @@ class EvaluateFiles(StageFiles):
 
 class PackageFiles(StageFiles):
     DIR = "bundle"
+
+    @property
+    def tokenizer(self) -> Path:
+        """The bundle's tokenizer directory (tokenizer.json: what onnxruntime serving reads)."""
+        return self.dir / "tokenizer"
 
     @property
     def archive(self) -> Path:
@@ -254,6 +263,11 @@ class RunFiles:
     def bench(self) -> Path:
         """`smoledge bench --out` results the report shows, one JSON per device."""
         return self.root / "bench"
+
+    @property
+    def arm64_check(self) -> Path:
+        """`smoledge arm64-check` results: each machine's fingerprints, the comparison, serve and bench output."""
+        return self.root / "arm64-check"
 
     def training(self) -> tuple[TrainFiles, ...]:
         return (self.pretrain, self.distill)

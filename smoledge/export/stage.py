@@ -217,8 +217,9 @@ def export_onnx_artifacts(hf: Path, out_dir: Path, cfg: Any, model: Any, report:
     report["onnx"]["onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
                                         greedy_tokens=cfg.parity_greedy_tokens, model=model)
     report["onnx"]["onnx"]["write_s"] = round(seconds, 2)
-    jobs = [(f"onnx-int8-{t}", lambda d, t=t: quantize_onnx(fp32, d, t)) for t in dict.fromkeys(cfg.onnx_int8)]
-    jobs += [(f"onnx-int8-static-{t}", lambda d, t=t: quantize_onnx_static(fp32, d, t, windows))
+    files = ExportFiles(out_dir)
+    jobs = [(files.onnx_int8(t).name, lambda d, t=t: quantize_onnx(fp32, d, t)) for t in dict.fromkeys(cfg.onnx_int8)]
+    jobs += [(files.onnx_int8(t, static=True).name, lambda d, t=t: quantize_onnx_static(fp32, d, t, windows))
              for t in dict.fromkeys(cfg.onnx_int8_static)]
     for name, make in jobs:
         progress.update(f"quantizing {name}")
