@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "every GGUF and ONNX model there and on x86 (greedy tokens, top-1 agreement, max |dlogit|), "
                     "serve the bundle to the openai client and bench it there (marked emulated). Needs root "
                     "privileges; the first run needs qemu-user-static, debootstrap, the Debian mirror and PyPI.",
-        epilog=_examples("sudo make arm64-check", "smoledge arm64-check --recipe build/quickstart.yaml --device rpi5-8gb"),
+        epilog=_examples("sudo make arm64-check",
+                         "smoledge arm64-check --recipe build/quickstart.yaml --device rpi5-8gb"),
     )
     p.add_argument("--recipe", default="build/quickstart.yaml", help="recipe to build (default: %(default)s)")
     p.add_argument("--device", default="rpi5-8gb", help="aarch64 device profile (default: %(default)s)")

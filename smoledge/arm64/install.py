@@ -24,6 +24,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from smoledge.arm64.root import BUILD_PACKAGES, ArmRoot, call
 from smoledge.bench.config import DeviceProfile
@@ -76,7 +77,7 @@ def build_smoledge_wheel(repo: Path, out: Path) -> Path:
     return next(out.glob("smoledge-*.whl"))
 
 
-def llama_cpp_wheel(root: ArmRoot, profile: DeviceProfile, out=print) -> str:
+def llama_cpp_wheel(root: ArmRoot, profile: DeviceProfile, out: Callable[[str], None] = print) -> str:
     """The aarch64 llama-cpp-python wheel for the profile's ISA (path inside the root), compiled once."""
     version, flags = llama_cpp_version(), march(profile)
     rel = f"llama-cpp-{version}-{flags.replace('+', '_')}"
@@ -85,21 +86,24 @@ def llama_cpp_wheel(root: ArmRoot, profile: DeviceProfile, out=print) -> str:
         return f"{WHEELS_IN_ROOT}/{rel}/{found[-1].name}"
     if not root.inside("/usr/bin/cmake").exists():
         out(f"arm64 root: apt-get install {' '.join(BUILD_PACKAGES)} (once, to compile llama-cpp-python)")
-        root.run(["apt-get", "update", "-q"], "apt-get update")
+        needs = "the first time this needs the Debian mirror"
+        root.run(["apt-get", "update", "-q"], f"apt-get update ({needs})")
         root.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *BUILD_PACKAGES],
-                 "apt-get install the compilers")
+                 f"apt-get install the compilers ({needs})")
     out(f"arm64 root: compiling llama-cpp-python {version} for aarch64 -march={flags} (once; emulated, slow)")
     env = {"CMAKE_ARGS": f"-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH={flags} -DLLAVA_BUILD=OFF",
            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}
     with root.mounted({wheelhouse(): WHEELS_IN_ROOT}):
         root.run([PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-binary=llama-cpp-python", "-w",
-                  f"{WHEELS_IN_ROOT}/{rel}", f"llama-cpp-python=={version}"], "compile llama-cpp-python", env=env)
+                  f"{WHEELS_IN_ROOT}/{rel}", f"llama-cpp-python=={version}"],
+                 f"compile llama-cpp-python (the first time this needs PyPI for its sdist and build tools; the wheel "
+                 f"is then kept in {wheelhouse() / rel})", env=env)
     if not any((wheelhouse() / rel).glob("llama_cpp_python-*.whl")):
         raise SmoledgeError(f"compiling llama-cpp-python left no wheel in {wheelhouse() / rel}")
     return llama_cpp_wheel(root, profile, out)
 
 
-def install_serve(root: ArmRoot, repo: Path, profile: DeviceProfile, out=print) -> str:
+def install_serve(root: ArmRoot, repo: Path, profile: DeviceProfile, out: Callable[[str], None] = print) -> str:
     """smoledge[serve] (and the check's client) in the root's venv; returns the venv's python inside the root."""
     if not root.inside(PYTHON).exists():
         root.run(["python3", "-m", "venv", VENV], "create the venv")
@@ -113,7 +117,9 @@ def install_serve(root: ArmRoot, repo: Path, profile: DeviceProfile, out=print) 
         if not _offline_install(root, links, wanted):
             out("arm64 root: downloading aarch64 wheels from PyPI into the wheelhouse (once)")
             root.run([PYTHON, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d",
-                      WHEELS_IN_ROOT + "/pypi", *links, *wanted], "pip download the aarch64 wheels")
+                      WHEELS_IN_ROOT + "/pypi", *links, *wanted],
+                     f"download the aarch64 wheels (the first time this needs PyPI; they are then kept in "
+                     f"{wheelhouse() / 'pypi'})")
             if not _offline_install(root, links, wanted, check=True):
                 raise SmoledgeError("smoledge[serve] does not install in the arm64 root from its wheelhouse")
         root.run([PYTHON, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--force-reinstall", wheel],

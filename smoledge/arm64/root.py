@@ -27,7 +27,7 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from smoledge.errors import SmoledgeError
 from smoledge.pypi_assets import cache_root
@@ -71,9 +71,10 @@ def require_host() -> None:
     if os.geteuid() != 0:
         raise SmoledgeError("the arm64 check needs root privileges (debootstrap, chroot and mount do); "
                             "run it as root, e.g. `sudo make arm64-check`")
-    missing = [p for p in (QEMU,) if not p.exists()] + [Path(t) for t in ("debootstrap",) if not shutil.which(t)]
+    missing = [str(QEMU)] if not QEMU.exists() else []
+    missing += [] if shutil.which("debootstrap") else ["debootstrap"]
     if missing:
-        raise SmoledgeError(f"the arm64 check needs {', '.join(map(str, missing))}: `{INSTALL_HINT}` "
+        raise SmoledgeError(f"the arm64 check needs {' and '.join(missing)}: `{INSTALL_HINT}` "
                             "(Debian's packages; the first time only)")
 
 
@@ -90,9 +91,11 @@ def enable_binfmt() -> None:
     elif BINFMT_CONF.is_file():
         (BINFMT / "register").write_text(BINFMT_CONF.read_text().strip())
     else:
-        raise SmoledgeError(f"no binfmt_misc registration for qemu-aarch64 ({BINFMT_CONF} is missing): `{INSTALL_HINT}`")
+        raise SmoledgeError(f"no binfmt_misc registration for qemu-aarch64 ({BINFMT_CONF} is missing): "
+                            f"`{INSTALL_HINT}`")
     if not BINFMT_ENTRY.exists():
-        raise SmoledgeError("qemu-aarch64 did not register with binfmt_misc; check `cat /proc/sys/fs/binfmt_misc/status`")
+        raise SmoledgeError("qemu-aarch64 did not register with binfmt_misc; check "
+                            "`cat /proc/sys/fs/binfmt_misc/status`")
 
 
 def call(argv: Sequence[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -110,7 +113,7 @@ class ArmRoot:
     path: Path
 
     @classmethod
-    def ensure(cls, path: Path | None = None, out=print) -> "ArmRoot":
+    def ensure(cls, path: Path | None = None, out: Callable[[str], None] = print) -> "ArmRoot":
         """The root at `path` (default ~/.cache/smoledge/arm64/root), built first if missing."""
         require_host()
         enable_binfmt()
@@ -120,14 +123,15 @@ class ArmRoot:
         root._host_files()
         return root
 
-    def _debootstrap(self, out) -> None:
+    def _debootstrap(self, out: Callable[[str], None]) -> None:
         mirror = apt_mirror()
         partial = self.path.with_name(self.path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         out(f"arm64 root: debootstrap {SUITE} arm64 from {mirror} into {self.path} (once, ~3 min, ~550 MB)")
         call(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-               str(partial), mirror], f"debootstrap of the arm64 root from {mirror}")
+               str(partial), mirror], f"debootstrap of the arm64 root from {mirror} (needed once: the mirror must "
+                                     "be reachable)")
         partial.rename(self.path)
 
     def _host_files(self) -> None:
@@ -170,13 +174,6 @@ class ArmRoot:
         """Run `argv` in the root; raise with its output if it fails."""
         with self.mounted():
             return call(self.command(argv, env), f"{what} (in the arm64 root)", timeout)
-
-    def popen(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start `argv` in the root and return at once (a server), its output to `log`; the caller stops it,
-        inside `mounted()`."""
-        with open(log, "wb") as sink:
-            return subprocess.Popen(self.command(argv, env), stdout=sink, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
 
     def inside(self, path: str) -> Path:
         """Where the root's `path` (absolute inside it) is on the host."""
