@@ -69,6 +69,14 @@ def fingerprints(export_dir: Path, tokenizer_dir: Path, out: Path) -> Path:
     return fingerprint.write(export_dir, tokenizer_dir / "tokenizer.json", ["model.gguf"], out)
 
 
+def fingerprinted_twice(a: Path, b: Path, tokenizer_dir: Path, tmp_path: Path):
+    """The comparison of export directory `b`'s fingerprints against `a`'s, and both files."""
+    ref = fingerprints(a, tokenizer_dir, tmp_path / "a.npz")
+    got = fingerprints(b, tokenizer_dir, tmp_path / "b.npz")
+    [row] = fingerprint.compare(ref, got, ["model.gguf"])
+    return row, ref, got
+
+
 def edited(npz: Path, key: str, change, out: Path) -> Path:
     """A copy of the fingerprints in `npz` with the array at `key` changed in place by `change`."""
     arrays = {k: v.copy() for k, v in np.load(npz).items()}
@@ -80,9 +88,7 @@ def edited(npz: Path, key: str, change, out: Path) -> Path:
 @pytest.mark.slow
 def test_fingerprints_of_the_same_artifact_agree_exactly(two_builds, tiny_tokenizer_dir, tmp_path):
     a, _ = two_builds
-    first = fingerprints(a, tiny_tokenizer_dir, tmp_path / "first.npz")
-    again = fingerprints(a, tiny_tokenizer_dir, tmp_path / "again.npz")
-    [row] = fingerprint.compare(first, again, ["model.gguf"])
+    row, first, _ = fingerprinted_twice(a, a, tiny_tokenizer_dir, tmp_path)
     assert row.ids_identical and row.greedy_identical == row.prompts == 6
     assert row.top1_agreement == 1.0 and row.max_abs_logit_diff == 0.0 and not row.first_divergence
     assert passes(row)
@@ -94,9 +100,7 @@ def test_fingerprints_of_the_same_artifact_agree_exactly(two_builds, tiny_tokeni
 @pytest.mark.slow
 def test_a_different_computation_shows_in_the_comparison(two_builds, tiny_tokenizer_dir, tmp_path):
     a, b = two_builds
-    ref = fingerprints(a, tiny_tokenizer_dir, tmp_path / "f32.npz")
-    got = fingerprints(b, tiny_tokenizer_dir, tmp_path / "q8.npz")
-    [row] = fingerprint.compare(ref, got, ["model.gguf"])
+    row, ref, got = fingerprinted_twice(a, b, tiny_tokenizer_dir, tmp_path)
     assert row.ids_identical
     assert 0 < row.max_abs_logit_diff
     ref_logits, got_logits = np.load(ref)["model.gguf/de/logits"], np.load(got)["model.gguf/de/logits"]
