@@ -222,6 +222,29 @@ class PackageFiles(StageFiles):
 
 
 @dataclass(frozen=True)
+class Arm64CheckFiles:
+    """Not a build stage (no record): what `smoledge arm64-check` (smoledge.arm64.check) writes beside the stages."""
+
+    dir: Path
+    DIR = "arm64-check"
+
+    def fingerprints(self, machine: str) -> Path:
+        """One machine's fingerprints of every artifact (machine: 'x86_64', 'aarch64')."""
+        return self.dir / f"{machine}.npz"
+
+    def bench(self, device: str) -> Path:
+        return self.dir / f"bench-{device}.json"
+
+    @property
+    def report(self) -> Path:
+        return self.dir / "report.json"
+
+    @property
+    def markdown(self) -> Path:
+        return self.dir / "report.md"
+
+
+@dataclass(frozen=True)
 class RunFiles:
     """runs/<recipe name>/ and every stage's files in it."""
 
@@ -265,9 +288,9 @@ class RunFiles:
         return self.root / "bench"
 
     @property
-    def arm64_check(self) -> Path:
+    def arm64_check(self) -> Arm64CheckFiles:
         """`smoledge arm64-check` results: each machine's fingerprints, the comparison, serve and bench output."""
-        return self.root / "arm64-check"
+        return Arm64CheckFiles(self.root / Arm64CheckFiles.DIR)
 
     def training(self) -> tuple[TrainFiles, ...]:
         return (self.pretrain, self.distill)

@@ -140,9 +140,9 @@ def run(cfg: CheckConfig, out: Callable[[str], None] = print) -> Report:
 
     names = artifacts(files)
     work = files.arm64_check
-    work.mkdir(parents=True, exist_ok=True)
+    work.dir.mkdir(parents=True, exist_ok=True)
     out(f"fingerprints on x86: {', '.join(names)}")
-    fingerprint.write(files.export.dir, files.package.tokenizer / "tokenizer.json", names, work / "x86_64.npz",
+    fingerprint.write(files.export.dir, files.package.tokenizer / "tokenizer.json", names, work.fingerprints("x86_64"),
                       log=out)
     t = lap("fingerprint x86", t)
     inside = lambda p: f"{RUN_IN_ROOT}/{p.relative_to(files.root)}"  # noqa: E731
@@ -152,7 +152,7 @@ def run(cfg: CheckConfig, out: Callable[[str], None] = print) -> Report:
         out(f"fingerprints in the arm64 root ({machine}, {version})")
         args = [a for n in names for a in ("--artifact", n)]
         root.run([python, "-m", "smoledge.arm64.fingerprint", inside(files.export.dir), "--tokenizer",
-                  inside(files.package.tokenizer), *args, "--out", inside(work / "aarch64.npz")], "fingerprint")
+                  inside(files.package.tokenizer), *args, "--out", inside(work.fingerprints("aarch64"))], "fingerprint")
         t = lap("fingerprint arm64", t)
         served = ""
         # The bundle as the board serves it (its GGUF on llama.cpp), then the arm64 int8 ONNX on onnxruntime.
@@ -163,14 +163,14 @@ def run(cfg: CheckConfig, out: Callable[[str], None] = print) -> Report:
                                timeout=1800).stdout
         t = lap("serve + openai client (arm64)", t)
         bench = root.run([f"{VENV}/bin/smoledge", "bench", inside(files.package.dir), "--device", cfg.device,
-                          "--out", inside(work / f"bench-{cfg.device}.json")], "smoledge bench", timeout=3600)
+                          "--out", inside(work.bench(cfg.device))], "smoledge bench", timeout=3600)
         t = lap("bench (arm64)", t)
-    rows = fingerprint.compare(work / "x86_64.npz", work / "aarch64.npz", names)
+    rows = fingerprint.compare(work.fingerprints("x86_64"), work.fingerprints("aarch64"), names)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     report = Report(cfg.device, machine, version, [{**asdict(r), "passed": passes(r)} for r in rows],
                     served, bench.stdout + bench.stderr, seconds, all(passes(r) for r in rows))
-    atomic_write_json(work / "report.json", asdict(report))
-    atomic_write_text(work / "report.md", markdown(report))
+    atomic_write_json(work.report, asdict(report))
+    atomic_write_text(work.markdown, markdown(report))
     out(markdown(report))
     return report
 

@@ -117,7 +117,7 @@ class Agreement:
 
 
 def compare(reference: Path, other: Path, artifacts: list[str]) -> list[Agreement]:
-    ref, got = np.load(reference), np.load(other)
+    ref, got = np.load(reference, allow_pickle=False), np.load(other, allow_pickle=False)
     langs = sorted(k.split("/", 1)[1] for k in ref.files if k.startswith("ids/"))
     ids_same = all(np.array_equal(ref[f"ids/{lang}"], got[f"ids/{lang}"]) for lang in langs)
     rows = []
