@@ -118,3 +118,14 @@ def test_a_tokenizer_that_differs_fails_the_artifact(two_builds, tiny_tokenizer_
     other = edited(ref, "ids/it", lambda ids: ids.__setitem__(0, ids[0] + 1), tmp_path / "other.npz")
     [row] = fingerprint.compare(ref, other, ["model.gguf"])
     assert not row.ids_identical and not passes(row)
+
+
+def test_an_incomplete_root_is_not_overwritten(tmp_path):
+    from smoledge.arm64.root import ArmRoot
+
+    half = tmp_path / "root"
+    (half / "etc").mkdir(parents=True)
+    (half / "etc" / "kept").write_text("a file of the user's")
+    with pytest.raises(SmoledgeError, match="not a complete arm64 root.*remove it"):
+        ArmRoot(half)._debootstrap(print)
+    assert (half / "etc" / "kept").read_text() == "a file of the user's"

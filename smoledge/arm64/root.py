@@ -99,6 +99,7 @@ def enable_binfmt() -> None:
 
 
 def call(argv: Sequence[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run a host command; a failure or a timeout raises, saying `what` failed with the end of its output."""
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
@@ -106,6 +107,15 @@ def call(argv: Sequence[str], what: str, timeout: float | None = None) -> subpro
     if proc.returncode != 0:
         raise SmoledgeError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
     return proc
+
+
+def _unmount_under(path: Path) -> None:
+    """Unmount everything mounted at or below `path`, deepest first."""
+    prefix = str(path.resolve())
+    with open("/proc/mounts", encoding="utf-8") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @dataclass(frozen=True)
@@ -124,8 +134,12 @@ class ArmRoot:
         return root
 
     def _debootstrap(self, out: Callable[[str], None]) -> None:
+        if self.path.exists():
+            raise SmoledgeError(f"{self.path} exists but is not a complete arm64 root (no usr/bin/python3); "
+                                "remove it (`rm -rf` it as root) and run again to build a new one")
         mirror = apt_mirror()
         partial = self.path.with_name(self.path.name + ".partial")
+        _unmount_under(partial)  # a killed debootstrap can leave its /proc and /sys mounted there
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         out(f"arm64 root: debootstrap {SUITE} arm64 from {mirror} into {self.path} (once, ~3 min, ~550 MB)")
