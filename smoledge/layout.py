@@ -190,17 +190,22 @@ class ExportFiles(StageFiles):
         return self.dir / "parity.json"
 
 
-class EvaluateFiles(StageFiles):
-    DIR = "evaluate"
+class ReportFiles(StageFiles):
+    """A directory whose result is a report: report.json (what was measured) and report.md (for people)."""
 
     @property
     def report(self) -> Path:
-        """Everything measured, and each device's choice of artifact (package reads it)."""
         return self.dir / "report.json"
 
     @property
     def markdown(self) -> Path:
         return self.dir / "report.md"
+
+
+class EvaluateFiles(ReportFiles):
+    """report.json holds everything measured, and each device's choice of artifact (package reads it)."""
+
+    DIR = "evaluate"
 
     @property
     def html(self) -> Path:
@@ -221,11 +226,10 @@ class PackageFiles(StageFiles):
         return self.dir.parent / "bundle.tar.gz"
 
 
-@dataclass(frozen=True)
-class Arm64CheckFiles:
-    """Not a build stage (no record): what `smoledge arm64-check` (smoledge.arm64.check) writes beside the stages."""
+class Arm64CheckFiles(ReportFiles):
+    """Not a build stage (nothing writes its record): what `smoledge arm64-check` (smoledge.arm64.check)
+    writes beside the stages."""
 
-    dir: Path
     DIR = "arm64-check"
 
     def fingerprints(self, machine: str) -> Path:
@@ -234,14 +238,6 @@ class Arm64CheckFiles:
 
     def bench(self, device: str) -> Path:
         return self.dir / f"bench-{device}.json"
-
-    @property
-    def report(self) -> Path:
-        return self.dir / "report.json"
-
-    @property
-    def markdown(self) -> Path:
-        return self.dir / "report.md"
 
 
 @dataclass(frozen=True)
