@@ -129,3 +129,9 @@ def test_an_incomplete_root_is_not_overwritten(tmp_path):
     with pytest.raises(SmoledgeError, match="not a complete arm64 root.*remove it"):
         ArmRoot(half)._debootstrap(print)
     assert (half / "etc" / "kept").read_text() == "a file of the user's"
+
+
+def test_fingerprinting_a_missing_artifact_names_it(tiny_tokenizer_dir, tmp_path):
+    with pytest.raises(SmoledgeError, match="has no model-q8_0.gguf"):
+        fingerprint.write(tmp_path, tiny_tokenizer_dir / "tokenizer.json", ["model-q8_0.gguf"], tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()

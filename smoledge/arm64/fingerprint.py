@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from smoledge.errors import SmoledgeError
 from smoledge.evaluate.builtin_text import builtin_documents
 from smoledge.io import atomic_path
 
@@ -88,6 +89,12 @@ def fingerprint(path: Path, ids_by_lang: dict[str, list[int]]) -> dict[str, np.n
 def write(export_dir: Path, tokenizer_json: Path, artifacts: list[str], out: Path,
           log: Callable[[str], None] = print) -> Path:
     """One .npz: every artifact's fingerprint ('<artifact>/<lang>/...') and the prompt ids ('ids/<lang>')."""
+    missing = [n for n in artifacts if not (export_dir / n).exists()]
+    if missing:
+        raise SmoledgeError(f"{export_dir} has no {', '.join(missing)}: name GGUF files or ONNX directories the "
+                            "export wrote (`ls` it), or rebuild the export")
+    if not tokenizer_json.is_file():
+        raise SmoledgeError(f"{tokenizer_json} does not exist: give the bundle's tokenizer directory (--tokenizer)")
     ids = prompts(tokenizer_json)
     arrays = {f"ids/{lang}": np.asarray(v, dtype=np.int32) for lang, v in ids.items()}
     for name in artifacts:

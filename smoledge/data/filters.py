@@ -41,6 +41,7 @@ from smoledge.data.config import CurateConfig
 from smoledge.data.langid import identifier, identify, probability_of
 from smoledge.data.pii import scrub
 from smoledge.data.readers import Doc
+from smoledge.data.web import SCREEN_TEXT_CHARS
 from smoledge.data.word_tokens import preload_tokenizers, word_tokenizer
 
 log = logging.getLogger(__name__)
@@ -153,15 +154,14 @@ class BoilerplateLines(Transform):
 # ----------------------------------------------------------------------------- language
 
 # Screening a page before extraction (curate's workers, Pipeline.screen): language ID on the first
-# SCREEN_CHARS characters of its visible text; a page with at least SCREEN_MIN_CHARS of text whose
-# probability of being in any kept language is below SCREEN_MAX_KEPT_PROBABILITY is dropped as
-# unwanted_language without paying for its main text (trafilatura: ~17 ms a page, 2/3 of a page's cost)
-# or the steps before language ID. The probability summed over the kept languages, not the top
+# SCREEN_TEXT_CHARS characters of its visible text (what smoledge.data.web hands the screen); a page
+# with at least SCREEN_MIN_CHARS of text whose probability of being in any kept language is below
+# SCREEN_MAX_KEPT_PROBABILITY is dropped as unwanted_language without paying for its main text
+# (trafilatura: ~17 ms a page, 2/3 of a page's cost) or the steps before language ID. The probability summed over the kept languages, not the top
 # language's score: CJK pages split theirs between zh, wuu, ja... (0.8-0.97 for zh) with ~0 left for
 # en-pt. On the 163 HTML pages and WARC responses of shared/data it screens out 48 (Polish, Finnish,
 # Chinese, Russian, Dutch pages...), each of which extraction and the filters drop too
 # (tests/test_curate_screening.py), for ~1.5 ms a page.
-SCREEN_CHARS = 1000
 SCREEN_MIN_CHARS = 200
 SCREEN_MAX_KEPT_PROBABILITY = 1e-3
 # A screened page's drop reason and counters: the language step's own, plus how many were screened.
@@ -188,7 +188,7 @@ class LanguageFilter(Filter):
         """True when a page's visible text (before extraction) is confidently in a language not kept."""
         if len(visible) < SCREEN_MIN_CHARS:
             return False
-        return probability_of(visible[:SCREEN_CHARS], self.languages) < SCREEN_MAX_KEPT_PROBABILITY
+        return probability_of(visible[:SCREEN_TEXT_CHARS], self.languages) < SCREEN_MAX_KEPT_PROBABILITY
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         doc.lang, doc.lang_score = identify(doc.text)

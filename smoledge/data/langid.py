@@ -134,10 +134,14 @@ def _cached_model() -> list[Any] | None:
         return None
 
 
+def _flat(text: str) -> str:
+    """What the model reads: the first MAX_CHARS characters, newlines as spaces (as FineWeb does)."""
+    return " ".join(text[:MAX_CHARS].split())
+
+
 def identify(text: str) -> tuple[str, float]:
     """(ISO 639-1 code, probability in [0, 1]) of the most likely language."""
-    # Newlines become spaces (as FineWeb does before language ID).
-    flat = " ".join(text[:MAX_CHARS].split())
+    flat = _flat(text)
     if not flat:
         return "und", 0.0
     lang, score = identifier().classify(flat)
@@ -147,7 +151,7 @@ def identify(text: str) -> tuple[str, float]:
 def probability_of(text: str, languages: set[str]) -> float:
     """The probability that `text` is in one of `languages` (ISO 639-1), by the same model and
     normalisation as identify()."""
-    flat = " ".join(text[:MAX_CHARS].split())
+    flat = _flat(text)
     if not flat:
         return 1.0  # nothing to judge by: no evidence against any language
     return float(sum(p for lang, p in identifier().rank(flat) if lang in languages))

@@ -31,6 +31,7 @@ import yaml
 
 from smoledge.errors import SmoledgeError
 from smoledge.io import atomic_write_text
+from smoledge.layout import PackageFiles
 
 
 def check_items(data_file: str | Path) -> int:
@@ -145,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tasks, include = args.tasks.split(","), args.task_dir
         else:
             raise SmoledgeError("give --data (a local JSONL task) or --tasks (lm-eval task names)")
-        cmd = lm_eval_command(args.url, bundle.dir / "tokenizer", tasks, args.max_length or bundle.settings.n_ctx,
+        cmd = lm_eval_command(args.url, PackageFiles(bundle.dir).tokenizer, tasks,
+                              args.max_length or bundle.settings.n_ctx,
                               include_path=include, output=args.output, limit=args.limit,
                               lm_eval=str(Path(sys.executable).with_name("lm_eval")) if args.run else "lm_eval")
     except SmoledgeError as exc:

@@ -209,15 +209,15 @@ def export_onnx_artifacts(hf: Path, out_dir: Path, cfg: Any, model: Any, report:
     onnx-int8-static-<target>/ (QDQ, calibrated), the int8 ones measured against PyTorch."""
     from smoledge.export.onnx import check_onnx, export_onnx, quantize_onnx, quantize_onnx_static, read_meta
 
+    files = ExportFiles(out_dir)
     progress.update(f"exporting ONNX (optimum, text-generation-with-past, {cfg.onnx_optimization} optimisation)")
     t0 = time.perf_counter()
-    fp32 = export_onnx(hf, ExportFiles(out_dir).onnx, optimization=cfg.onnx_optimization)
+    fp32 = export_onnx(hf, files.onnx, optimization=cfg.onnx_optimization)
     seconds = time.perf_counter() - t0
     report["onnx"] = {}
     report["onnx"]["onnx"] = check_onnx(hf, fp32, cfg.parity_text, cfg.parity_max_abs_logit_diff,
                                         greedy_tokens=cfg.parity_greedy_tokens, model=model)
     report["onnx"]["onnx"]["write_s"] = round(seconds, 2)
-    files = ExportFiles(out_dir)
     jobs = [(files.onnx_int8(t).name, lambda d, t=t: quantize_onnx(fp32, d, t)) for t in dict.fromkeys(cfg.onnx_int8)]
     jobs += [(files.onnx_int8(t, static=True).name, lambda d, t=t: quantize_onnx_static(fp32, d, t, windows))
              for t in dict.fromkeys(cfg.onnx_int8_static)]

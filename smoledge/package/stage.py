@@ -170,7 +170,7 @@ def run(ctx: StageContext) -> StageResult:
                 _copy(f, ctx.dir / name / f.relative_to(src))
     for name in TOKENIZER_FILES:
         if (hf / name).is_file():
-            _copy(hf / name, ctx.dir / "tokenizer" / name)
+            _copy(hf / name, PackageFiles(ctx.dir).tokenizer / name)
     assets = serving_assets_dir()
     if not (assets / "Containerfile").is_file():
         raise SmoledgeError(f"serving assets not found at {assets}; reinstall smoledge (the wheel ships them) or run from a source checkout")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from smoledge.config import ConfigError
 from smoledge.errors import SmoledgeError
+from smoledge.layout import PackageFiles
 from smoledge.serve.bundle import LLAMA_CPP, MANIFEST, ONNX_GRAPHS, ONNXRUNTIME, Bundle, ServerSettings, Target, \
     load_bundle
 from smoledge.serve.hf_meta import MODEL_CONFIG, TOKENIZER_CONFIG, TOKENIZER_JSON, TokenizerMeta, read_tokenizer_meta
@@ -99,7 +100,7 @@ def _is_bundle(path: Path) -> bool:
 def _bundle(path: Path, device: str | None) -> Served:
     bundle = load_bundle(path)
     t = bundle.target(device)
-    tokenizer = bundle.dir / "tokenizer" if t.backend == ONNXRUNTIME else None
+    tokenizer = PackageFiles(bundle.dir).tokenizer if t.backend == ONNXRUNTIME else None
     return Served("bundle", bundle.settings, t, tokenizer, bundle, _created(bundle))
 
 
