@@ -388,6 +388,8 @@ def agreement(inp: dict, sm: dict, dt: dict) -> dict:
 
 # ----------------------------------------------------------------------------- where the time goes
 
+WARM_UP_PAGE = "<html><body><p>" + "A short page to warm up the extractor. " * 5 + "</p></body></html>"
+
 _SMOLEDGE_START = """
 import time
 t = time.perf_counter()
@@ -434,8 +436,10 @@ def per_page_costs(data: Path) -> dict[str, float]:
     from datatrove.pipeline.formatters import PIIFormatter
     from datatrove.utils.word_tokenizers import load_word_tokenizer
 
+    from smoledge.data import discard_rules
     from smoledge.data.config import LANGUAGES, CurateConfig, SourceConfig
     from smoledge.data.dedup import Signer
+    from smoledge.data.extract import html_main_text
     from smoledge.data.filters import build_pipeline
     from smoledge.data.readers import read_source
 
@@ -448,19 +452,11 @@ def per_page_costs(data: Path) -> dict[str, float]:
     load_word_tokenizer("en").word_tokenize("Warm up.")
     out: dict[str, float] = {"pages": len(raw)}
 
-    t = time.perf_counter()
-    docs = list(read_source(SourceConfig(name="html", kind="html", path=str(folder)), 0, Counter()))
-    out["smoledge extraction"] = time.perf_counter() - t
-    t = time.perf_counter()
-    kept = [pipeline.process([(i, doc)]).kept for i, doc in enumerate(docs)]
-    out["smoledge filters"] = time.perf_counter() - t
-    t = time.perf_counter()
-    for k in kept:
-        if k:
-            signer(k[0][1].text)
-    out["smoledge MinHash"] = time.perf_counter() - t
-
+    # datatrove first: smoledge's first extraction puts its discard rules into this process's
+    # trafilatura (smoledge.data.discard_rules), which datatrove's Trafilatura would then use too.
+    assert not discard_rules.active(), "datatrove would extract with smoledge's discard rules"
     extractor = Trafilatura(favour_precision=True)
+    extractor.extract(WARM_UP_PAGE)
     t = time.perf_counter()
     texts = [extractor.extract(html) for html in raw]
     out["datatrove extraction"] = time.perf_counter() - t
@@ -473,6 +469,19 @@ def per_page_costs(data: Path) -> dict[str, float]:
         if doc.text and all(step.filter(doc) is True for step in steps):
             doc.text = pii.format(doc.text)
     out["datatrove filters"] = time.perf_counter() - t
+
+    html_main_text(WARM_UP_PAGE)
+    t = time.perf_counter()
+    docs = list(read_source(SourceConfig(name="html", kind="html", path=str(folder)), 0, Counter()))
+    out["smoledge extraction"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kept = [pipeline.process([(i, doc)]).kept for i, doc in enumerate(docs)]
+    out["smoledge filters"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for k in kept:
+        if k:
+            signer(k[0][1].text)
+    out["smoledge MinHash"] = time.perf_counter() - t
     for side, code in (("smoledge", _SMOLEDGE_START), ("datatrove", _DATATROVE_START)):
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         out[f"{side} start-up"] = float(run.stdout.split()[-1])

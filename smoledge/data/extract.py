@@ -18,12 +18,14 @@ favor_precision, no comments, no images, plain text. Repeated segments are
 removed within a page only (a fresh LRU cache per call): trafilatura's
 default cache is shared across calls, which would make a page's text depend
 on the pages read before it (and on how sources are sharded across
-workers); cross-document duplicates are curate's dedup's job.
+workers); cross-document duplicates are curate's dedup's job. Its discard
+selectors run as smoledge.data.discard_rules: the same text, ~40% sooner.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from typing import Any
 
@@ -173,12 +175,22 @@ def visible_text(tree: Any, limit: int) -> str:
     return " ".join(" ".join(parts).split())[:limit]
 
 
+@functools.cache
+def _trafilatura() -> Any:
+    """trafilatura, its discard selectors replaced by smoledge.data.discard_rules (the same elements, sooner)."""
+    import trafilatura
+
+    from smoledge.data import discard_rules  # built on lxml: loaded with trafilatura, not at import
+
+    discard_rules.install()
+    return trafilatura
+
+
 def html_main_text(html: str | Any, url: str | None = None) -> str:
     """The main text (paragraphs separated by newlines) of a page, as a string or a parse_html tree
     (which extraction consumes), or '' when trafilatura finds none."""
-    import trafilatura
     from trafilatura.deduplication import LRUCache
 
     # A page-local cache: deduplication inside the page, nothing carried to the next page.
-    text = trafilatura.extract(html, url=url or None, deduplicate=LRUCache(maxsize=1024), **TRAFILATURA_OPTIONS)
+    text = _trafilatura().extract(html, url=url or None, deduplicate=LRUCache(maxsize=1024), **TRAFILATURA_OPTIONS)
     return (text or "").strip()
