@@ -211,6 +211,24 @@ def test_language_scores_are_stock_py3langid_s_bit_for_bit(pages):
         assert identify(text) == (str(lang), float(score)), text[:80]
 
 
+def test_windowed_feature_counts_are_py3langid_s_walk(pages):
+    import random
+
+    from py3langid.langid import visit_counts
+
+    ident = identifier()
+    assert ident.depth == 6  # this model's automaton; any window shorter than it would miscount
+    rng = random.Random(0)
+    texts = [t.encode("utf-8") for lang in LANGUAGES for t in pages[lang]] + [b"", b"a", b"ab", b"abcde"]
+    for _ in range(2000):  # short texts cross the head/window boundary; stray bytes reach odd states
+        texts.append(bytes(rng.randrange(256) if rng.random() < 0.3 else rng.choice(b"etaoin shrdlu\xc3\xa9")
+                           for _ in range(rng.randrange(0, 40))))
+    for text in texts:
+        want = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, text)
+        got = ident.visits(text)
+        assert (None if want is None else list(want.items())) == (None if got is None else list(got.items()))
+
+
 _IDENTIFY = """
 import json, sys
 from smoledge.data.langid import identifier, identify
