@@ -120,14 +120,17 @@ def test_numpy_banding_finds_the_clusters_datasketch_lsh_finds(pages):
     assert 10 < sum(not k for k in res.keep) < 40  # some copies found, the most edited ones not
 
 
-def test_signer_matches_a_plain_datasketch_minhash(pages):
+@pytest.mark.parametrize("num_perm,ngram", [(112, 5), (64, 3), (1, 1)])
+def test_signer_matches_a_plain_datasketch_minhash(pages, num_perm, ngram):
     from datasketch import MinHash
 
-    key, sig = Signer(112, 5)(pages[3])
-    m = MinHash(num_perm=112, seed=MINHASH_SEED)
-    m.update_batch(shingles(normalize(pages[3]), 5))
-    assert sig.dtype == np.uint32 and (sig == m.hashvalues).all()
-    assert key == Signer(112, 5)(pages[3].replace(" ", "  ") + " !")[0]
+    signer = Signer(num_perm, ngram)
+    for text in [*pages[:10], "", "one", "Ünïcödé wörds, 12 of them!"]:
+        key, sig = signer(text)
+        m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
+        m.update_batch(shingles(normalize(text), ngram))
+        assert sig.dtype == np.uint32 and sig.shape == (num_perm,) and (sig == m.hashvalues).all()
+    assert key == signer("Ünïcödé  wörds 12, of them")[0]
 
 
 def test_rehydration_weights_follow_the_step_table():
