@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from smoledge.data.config import LANGUAGES, CurateConfig
-from smoledge.data.filters import build_pipeline, reference_kwargs, repeated_ngram_chars, top_ngram_chars
+from smoledge.data.filters import (build_pipeline, joined_ngrams, reference_kwargs, repeated_ngram_chars,
+                                   top_ngram_chars)
 from smoledge.data.word_tokens import REGEX_CACHE_STATS, word_tokenizer
 from smoledge.data.langid import MAX_CHARS, identifier, identify
 
@@ -139,8 +140,10 @@ def test_ngram_statistics_are_datatrove_s_on_random_words():
         for n in (1, 2, 3, 4):
             grams = get_n_grams(words, n)
             assert top_ngram_chars(words, n) == (find_top_duplicate(grams) if grams else None), (words, n)
-        for n in range(1, 12):
-            assert repeated_ngram_chars(words, n) == find_all_duplicate(words, n), (words, n)
+        sizes = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11]  # built afresh (1, 5) and from the size before
+        for n, grams in joined_ngrams(words, sizes):
+            assert grams == ["".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+            assert repeated_ngram_chars(grams, n) == find_all_duplicate(words, n), (words, n)
 
 
 def test_gopher_repetition_decisions_are_datatrove_s(pages):
