@@ -1,4 +1,5 @@
-"""smoledge.data.discard_rules select what trafilatura's XPath selects, so extraction's text is unchanged.
+"""smoledge.data.discard_rules select what trafilatura's XPath selects, so extraction's text is unchanged
+(and so does the element class lookup smoledge.data.extract sets on trafilatura's parser).
 
 The rules are checked three ways: every rule is in force on the trafilatura this project pins; at
 every call trafilatura makes while extracting the shared real pages, each rule returns exactly the
@@ -86,6 +87,23 @@ def test_on_real_pages_every_call_selects_the_same_elements_and_the_text_is_the_
     assert set(calls) == {rule.where for rule in discard_rules.RULES}, "a rule trafilatura never called"
     assert fast == with_xpath
     assert sum(bool(text) for text in fast) > len(pages) * 0.9
+
+
+def test_trafilaturas_parser_with_the_c_level_class_lookup_gives_the_same_text() -> None:
+    # smoledge.data.extract sets a C-level element class lookup on trafilatura's parser; a tree parsed
+    # with lxml.html's own lookup (FormElement, InputElement, ...) must extract to the same text.
+    from lxml.html import HTMLParser
+
+    from smoledge.data.extract import parse_html
+
+    pages = _pages()
+    stock = HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True,
+                       remove_pis=True)
+    ours = [parse_html(page) for page in pages]
+    assert type(ours[0].find(".//body")).__name__ == "HtmlElement"
+    trees = [lxml_html.fromstring(page.encode("utf-8", "surrogatepass"), parser=stock) for page in pages]
+    assert any(type(el).__name__ != "HtmlElement" for tree in trees for el in tree.iter("form", "input", "label"))
+    assert [html_main_text(tree) for tree in trees] == [html_main_text(tree) for tree in ours]
 
 
 # Words the selectors look for, their near misses, and neutral ones.
