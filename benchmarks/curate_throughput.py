@@ -391,16 +391,14 @@ def agreement(inp: dict, sm: dict, dt: dict) -> dict:
 WARM_UP_PAGE = "<html><body><p>" + "A short page to warm up the extractor. " * 5 + "</p></body></html>"
 
 _SMOLEDGE_START = """
-import time
+import sys, time
 t = time.perf_counter()
-from smoledge.data.config import LANGUAGES, CurateConfig
-from smoledge.data.dedup import Signer
+sys.modules["torch"] = None  # as smoledge.data.shard.setup_worker does in a worker process
+from smoledge.data.config import LANGUAGES, CurateConfig, SourceConfig
 from smoledge.data.extract import html_main_text
-from smoledge.data.filters import build_pipeline
+from smoledge.data.shard import setup_worker
 import smoledge.data.curate
-cfg = CurateConfig()
-build_pipeline(cfg, LANGUAGES).preload()
-Signer(cfg.minhash_num_perm, cfg.minhash_ngram)("warm up")
+setup_worker(CurateConfig(), list(LANGUAGES), [SourceConfig(name="html", kind="html", path=".")])
 html_main_text("<html><body><p>" + "A short page to warm up the extractor. " * 5 + "</p></body></html>")
 print(time.perf_counter() - t)
 """
