@@ -51,16 +51,16 @@ page on its own.
 Where the time goes (printed last): each part's cost per page in one process on the distinct
 pages (no copies: neither side's caches help), and each side's start-up in a fresh process.
 
-Result (2-vCPU dev machine, 2026-12-07, load 0.9-2.7 during the run; defaults: --workers 2
---repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 17.15, 16.83 s, datatrove 19.13,
-18.43 s; warc: smoledge 4.44, 4.42 s, datatrove 10.45, 10.78 s):
+Result (2-vCPU dev machine, 2026-12-07 14:33, load 1.35-2.26 during the run; defaults: --workers 2
+--repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 11.82, 11.66 s, datatrove 18.32,
+18.81 s; warc: smoledge 3.33, 3.31 s, datatrove 10.20, 9.93 s):
 
   | input | side      | workers | docs in | docs kept | seconds (best) | docs/s | MB/s |
-  | html  | smoledge  |       2 |     848 |        84 |          16.83 |   50.4 | 5.66 |
-  | html  | datatrove |       2 |     848 |       176 |          18.43 |   46.0 | 5.17 |
-  | warc  | smoledge  |      2* |     960 |         0 |           4.42 |  217.0 | 1.84 |
-  | warc  | datatrove |       2 |     960 |         0 |          10.45 |   91.9 | 0.78 |
-  html 1.09x (1.21x in a run 20 minutes earlier at load 0.8-1.9), warc 2.36x (2.44x); target 1.5x.
+  | html  | smoledge  |       2 |     848 |        84 |          11.66 |   72.7 | 8.17 |
+  | html  | datatrove |       2 |     848 |       176 |          18.32 |   46.3 | 5.20 |
+  | warc  | smoledge  |      2* |     960 |         0 |           3.31 |  290.1 | 2.46 |
+  | warc  | datatrove |       2 |     960 |         0 |           9.93 |   96.7 | 0.82 |
+  html 1.57x (1.53x in an html-only run 10 minutes earlier), warc 3.00x; target 1.5x.
   English first copies: html 27/28 the same (the Docker install page: smoledge's boilerplate step
   removes the table rows for which datatrove's Gopher quality drops it), warc 1/1. (* nothing of
   the WARC passes either side's filters: the stage stops with "curation kept none" after filtering
@@ -68,15 +68,21 @@ Result (2-vCPU dev machine, 2026-12-07, load 0.9-2.7 during the run; defaults: -
   smoledge screens them out before extraction; 100 of the 106 HTML pages are in kept languages.
 
   per page, one process     smoledge  datatrove
-  extraction (ms)               17.9       16.4
-  filters (ms)                  10.2       19.1
-  MinHash (ms)                   1.1          -
-  all (ms)                      29.2       35.5    -> 1.21x; 1.98x if filters and MinHash were free
-  worker start-up (s)           3.05       2.27    (here; ~1.5 s in the stage's workers, which skip torch)
+  extraction (ms)               10.5       16.4    (the same trafilatura call and text; see below)
+  filters (ms)                   8.7       19.1
+  MinHash (ms)                   1.0          -
+  all (ms)                      20.1       35.5    -> 1.77x; 3.39x if filters and MinHash were free
+  worker start-up (s)           1.63       2.19
 
-Before issue 21's filter work (same benchmark, alternating with the version above, load ~2):
-smoledge html 21.6 / 21.7 s against datatrove 18.3 / 18.1 s (0.84x), warc 11.17 s against 9.83 s
-(0.88x); filters were 13 ms per page and a worker's start-up 5.7 s.
+smoledge's extraction gives trafilatura's text, byte for byte, sooner: its re:test discard
+selectors run as Python rules (smoledge.data.discard_rules) and its parser makes element objects
+through lxml's C-level class lookup (smoledge.data.extract). The same changes would speed up
+datatrove's Trafilatura step too; here datatrove runs trafilatura as installed (the breakdown
+times datatrove's extraction before smoledge's first one sets them up in the process).
+
+Earlier, same benchmark: 1.09-1.21x html / 2.36-2.44x warc (2026-12-07 morning, before the
+extraction, language-ID, MinHash, Gopher n-gram and shard-size work), and before issue 21's
+filter work 0.84x / 0.88x (filters 13 ms per page, a worker's start-up 5.7 s).
 """
 
 from __future__ import annotations

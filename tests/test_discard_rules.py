@@ -125,23 +125,20 @@ def _value(rng: random.Random) -> str:
     return "".join(w + rng.choice((" ", "-", "", "_")) for w in words).strip(rng.choice(("", " ", "-")))
 
 
+# (attribute, how often an element has it, its values; None: a word mix from WORDS).
+ATTRIBUTES = [
+    ("id", 0.5, None), ("class", 0.6, None), ("style", 0.25, STYLES),
+    ("role", 0.1, ["navigation", "Navigation", "NAV", "main", "banner"]),
+    ("aria-hidden", 0.1, ["true", "false", "TRUE"]),
+    ("data-component", 0.05, ["MostPopularStories", "mostpopularstories", "Stories"]),
+    ("data-lp-replacement-content", 0.05, ["", "1"]),
+]
+
+
 def _attributes(rng: random.Random) -> str:
-    attrs = []
-    if rng.random() < 0.5:
-        attrs.append(f'id="{_value(rng)}"')
-    if rng.random() < 0.6:
-        attrs.append(f'class="{_value(rng)}"')
-    if rng.random() < 0.25:
-        attrs.append(f'style="{rng.choice(STYLES)}"')
-    if rng.random() < 0.1:
-        attrs.append(f'role="{rng.choice(["navigation", "Navigation", "NAV", "main", "banner"])}"')
-    if rng.random() < 0.1:
-        attrs.append(f'aria-hidden="{rng.choice(["true", "false", "TRUE"])}"')
-    if rng.random() < 0.05:
-        attrs.append(f'data-component="{rng.choice(["MostPopularStories", "mostpopularstories", "Stories"])}"')
-    if rng.random() < 0.05:
-        attrs.append(rng.choice(['data-lp-replacement-content=""', 'data-lp-replacement-content="1"']))
-    rng.shuffle(attrs)
+    attrs = [f'{name}="{_value(rng) if values is None else rng.choice(values)}"'
+             for name, share, values in ATTRIBUTES if rng.random() < share]
+    rng.shuffle(attrs)  # `@id|@class` is whichever the markup gives first
     return " ".join(attrs)
 
 
