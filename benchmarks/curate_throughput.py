@@ -51,7 +51,7 @@ page on its own.
 Where the time goes (printed last): each part's cost per page in one process on the distinct
 pages (no copies: neither side's caches help), and each side's start-up in a fresh process.
 
-Result (2-vCPU dev machine, 2026-12-07 14:33, load 1.35-2.26 during the run; defaults: --workers 2
+Result (2-vCPU dev machine, 2026-12-07 14:18, load 1.35-2.26 during the run; defaults: --workers 2
 --repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 11.82, 11.66 s, datatrove 18.32,
 18.81 s; warc: smoledge 3.33, 3.31 s, datatrove 10.20, 9.93 s):
 
@@ -60,7 +60,8 @@ Result (2-vCPU dev machine, 2026-12-07 14:33, load 1.35-2.26 during the run; def
   | html  | datatrove |       2 |     848 |       176 |          18.32 |   46.3 | 5.20 |
   | warc  | smoledge  |      2* |     960 |         0 |           3.31 |  290.1 | 2.46 |
   | warc  | datatrove |       2 |     960 |         0 |           9.93 |   96.7 | 0.82 |
-  html 1.57x (1.53x in an html-only run 10 minutes earlier), warc 3.00x; target 1.5x.
+  html 1.57x (1.53x in an html-only run just before; 1.57x / 3.15x in a rerun at 14:26), warc 3.00x;
+  target 1.5x.
   English first copies: html 27/28 the same (the Docker install page: smoledge's boilerplate step
   removes the table rows for which datatrove's Gopher quality drops it), warc 1/1. (* nothing of
   the WARC passes either side's filters: the stage stops with "curation kept none" after filtering
