@@ -51,17 +51,17 @@ page on its own.
 Where the time goes (printed last): each part's cost per page in one process on the distinct
 pages (no copies: neither side's caches help), and each side's start-up in a fresh process.
 
-Result (2-vCPU dev machine, 2026-12-07 14:18, load 1.35-2.26 during the run; defaults: --workers 2
---repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 11.82, 11.66 s, datatrove 18.32,
-18.81 s; warc: smoledge 3.33, 3.31 s, datatrove 10.20, 9.93 s):
+Result (2-vCPU dev machine, 2026-12-07 14:30, load 0.49-2.17 during the run; defaults: --workers 2
+--repeat 8 --warc-repeat 60 --rounds 2; rounds html: smoledge 11.91, 11.61 s, datatrove 18.87,
+18.89 s; warc: smoledge 3.60, 3.42 s, datatrove 10.90, 10.64 s):
 
   | input | side      | workers | docs in | docs kept | seconds (best) | docs/s | MB/s |
-  | html  | smoledge  |       2 |     848 |        84 |          11.66 |   72.7 | 8.17 |
-  | html  | datatrove |       2 |     848 |       176 |          18.32 |   46.3 | 5.20 |
-  | warc  | smoledge  |      2* |     960 |         0 |           3.31 |  290.1 | 2.46 |
-  | warc  | datatrove |       2 |     960 |         0 |           9.93 |   96.7 | 0.82 |
-  html 1.57x (1.53x in an html-only run just before; 1.57x / 3.15x in a rerun at 14:26), warc 3.00x;
-  target 1.5x.
+  | html  | smoledge  |       2 |     848 |        84 |          11.61 |   73.1 | 8.20 |
+  | html  | datatrove |       2 |     848 |       176 |          18.87 |   44.9 | 5.05 |
+  | warc  | smoledge  |      2* |     960 |         0 |           3.42 |  280.7 | 2.38 |
+  | warc  | datatrove |       2 |     960 |         0 |          10.64 |   90.2 | 0.77 |
+  html 1.63x, warc 3.11x; target 1.5x. Three runs in the half hour before, on the code before its
+  last small change: html 1.53x, 1.57x, 1.57x; warc 3.00x, 3.15x.
   English first copies: html 27/28 the same (the Docker install page: smoledge's boilerplate step
   removes the table rows for which datatrove's Gopher quality drops it), warc 1/1. (* nothing of
   the WARC passes either side's filters: the stage stops with "curation kept none" after filtering
@@ -69,11 +69,11 @@ Result (2-vCPU dev machine, 2026-12-07 14:18, load 1.35-2.26 during the run; def
   smoledge screens them out before extraction; 100 of the 106 HTML pages are in kept languages.
 
   per page, one process     smoledge  datatrove
-  extraction (ms)               10.5       16.4    (the same trafilatura call and text; see below)
-  filters (ms)                   8.7       19.1
+  extraction (ms)               11.4       17.5    (the same trafilatura call and text; see below)
+  filters (ms)                   9.2       20.0
   MinHash (ms)                   1.0          -
-  all (ms)                      20.1       35.5    -> 1.77x; 3.39x if filters and MinHash were free
-  worker start-up (s)           1.63       2.19
+  all (ms)                      21.6       37.5    -> 1.73x; 3.27x if filters and MinHash were free
+  worker start-up (s)           1.69       2.29
 
 smoledge's extraction gives trafilatura's text, byte for byte, sooner: its re:test discard
 selectors run as Python rules (smoledge.data.discard_rules) and its parser makes element objects
