@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from smoledge.data.config import LANGUAGES, CurateConfig
-from smoledge.data.filters import (build_pipeline, joined_ngrams, reference_kwargs, repeated_ngram_chars,
-                                   top_ngram_chars)
+from smoledge.data.filters import build_pipeline, reference_kwargs
+from smoledge.data.repetition import joined_ngrams, repeated_ngram_chars, top_ngram_chars
 from smoledge.data.word_tokens import REGEX_CACHE_STATS, word_tokenizer
 from smoledge.data.langid import MAX_CHARS, identifier, identify
 
