@@ -23,7 +23,7 @@ page, which loads the language-ID model and every language's word tokenizer. The
 steps give datatrove's decisions faster than datatrove (issue 21,
 tests/test_filter_speed.py): a page is tokenized once for all quality filters, the
 tokenizer is spaCy's without the per-call costs datatrove pays, and Gopher
-repetition's n-gram counts are computed in C.
+repetition's n-gram counts are computed in C (smoledge.data.repetition).
 """
 
 from __future__ import annotations
