@@ -39,6 +39,7 @@ def put() -> Iterator[Callable[[discard_rules.Rule, object], None]]:
 
     def _put(rule: discard_rules.Rule, selector: object) -> None:
         selectors, index = discard_rules._slot(rule.where)
+        assert selectors is not None, rule.where
         saved.append((selectors, index, selectors[index]))
         selectors[index] = selector
 
@@ -61,6 +62,17 @@ def test_a_changed_selector_keeps_trafilaturas_xpath(put: Callable) -> None:
     put(rule, changed)
     assert rule.where not in discard_rules.install()
     assert discard_rules.original(rule) is changed
+
+
+def test_a_trafilatura_without_a_selector_list_keeps_extracting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trafilatura.xpaths
+
+    monkeypatch.delattr(trafilatura.xpaths, "TEASER_DISCARD_XPATH")
+    assert "TEASER_DISCARD_XPATH[0]" not in discard_rules.install()
+    teaser = next(rule for rule in discard_rules.RULES if rule.where == "TEASER_DISCARD_XPATH[0]")
+    assert discard_rules.original(teaser) is None
+    assert "Paris" in html_main_text("<html><body><article><p>" + "Paris is the capital of France. " * 8
+                                     + "</p></article></body></html>")
 
 
 def test_on_real_pages_every_call_selects_the_same_elements_and_the_text_is_the_same(put: Callable) -> None:

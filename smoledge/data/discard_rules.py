@@ -221,16 +221,18 @@ def digest(xpath_text: str) -> str:
     return hashlib.sha256(" ".join(xpath_text.split()).encode()).hexdigest()[:16]
 
 
-def _slot(where: str) -> tuple[list, int]:
+def _slot(where: str) -> tuple[list | None, int]:
+    """trafilatura's selector list that `where` names (None when this trafilatura has no such list), and the index."""
     import trafilatura.xpaths
 
     name, index = where.rstrip("]").split("[")
-    return getattr(trafilatura.xpaths, name), int(index)
+    selectors = getattr(trafilatura.xpaths, name, None)
+    return (selectors if isinstance(selectors, list) else None), int(index)
 
 
 def _current(rule: Rule) -> Any:
     selectors, index = _slot(rule.where)
-    return selectors[index] if index < len(selectors) else None
+    return selectors[index] if selectors is not None and index < len(selectors) else None
 
 
 def original(rule: Rule) -> Any:
@@ -265,5 +267,6 @@ def install() -> list[str]:
         current = _current(rule)
         if isinstance(current, etree.XPath) and digest(current.path) == rule.digest:
             selectors, index = _slot(rule.where)
+            assert selectors is not None  # it holds `current`
             selectors[index] = _Installed(rule, current)
     return active()
