@@ -120,6 +120,20 @@ def test_a_tokenizer_that_differs_fails_the_artifact(two_builds, tiny_tokenizer_
     assert not row.ids_identical and not passes(row)
 
 
+@pytest.mark.slow
+def test_fingerprints_of_other_prompts_or_artifacts_are_refused_or_fail(two_builds, tiny_tokenizer_dir, tmp_path):
+    a, _ = two_builds
+    ref = fingerprints(a, tiny_tokenizer_dir, tmp_path / "ref.npz")
+    with pytest.raises(SmoledgeError, match=r"has no model-q4_0.gguf/de/greedy.*--artifact"):
+        fingerprint.compare(ref, ref, ["model-q4_0.gguf"])
+    arrays = {k: v for k, v in np.load(ref).items()}
+    arrays["ids/en"] = arrays["ids/en"][:-1]
+    arrays["model.gguf/en/logits"] = arrays["model.gguf/en/logits"][:-1]  # a prompt one token shorter
+    np.savez(tmp_path / "short.npz", **arrays)
+    [row] = fingerprint.compare(ref, tmp_path / "short.npz", ["model.gguf"])
+    assert not row.ids_identical and row.max_abs_logit_diff == float("inf") and not passes(row)
+
+
 def test_an_incomplete_root_is_not_overwritten(tmp_path):
     from smoledge.arm64.root import ArmRoot
 

@@ -60,6 +60,7 @@ from smoledge.runs import build
 RUN_IN_ROOT = "/opt/smoledge/run"
 QUESTION = "What is the capital of France?"
 SERVE_PORT = 8019
+# The int8 ONNX target made for the board (smoledge.export.onnx quantize targets).
 ONNX_ARM64 = "arm64"
 # serving/chat_smoke.py as installed in the root (the wheel's copy): serve TARGET, ask through the openai client.
 CHAT_SMOKE = ("import runpy, sys; from smoledge.assets import asset_dir; sys.argv = ['chat_smoke.py', *sys.argv[1:]]; "
@@ -70,7 +71,6 @@ CHAT_SMOKE = ("import runpy, sys; from smoledge.assets import asset_dir; sys.arg
 MAX_TOP1_LOSS = 0.02
 # |Δlogit| x86 vs arm64, relative to the logit scale: the same kernels summing in another order stay far below.
 MAX_REL_LOGIT_DIFF = 0.02
-
 
 
 @dataclass
@@ -104,7 +104,7 @@ def check_recipe(cfg: CheckConfig) -> Recipe:
         raise SmoledgeError(f"--device {cfg.device} is an {profile.arch} profile; the arm64 check needs an "
                             "aarch64 one (e.g. rpi5-8gb)")
     devices = list(dict.fromkeys([*base.devices, cfg.device]))
-    int8 = list(dict.fromkeys([*base.export.onnx_int8, "arm64"]))
+    int8 = list(dict.fromkeys([*base.export.onnx_int8, ONNX_ARM64]))
     return load_recipe(cfg.recipe, [f"name={cfg.name}", f"devices=[{','.join(devices)}]", "export.onnx=true",
                                     f"export.onnx_int8=[{','.join(int8)}]"])
 

@@ -126,16 +126,26 @@ class Agreement:
 def compare(reference: Path, other: Path, artifacts: list[str]) -> list[Agreement]:
     ref, got = np.load(reference, allow_pickle=False), np.load(other, allow_pickle=False)
     langs = sorted(k.split("/", 1)[1] for k in ref.files if k.startswith("ids/"))
+    keys = {f"ids/{lang}" for lang in langs} | {f"{name}/{lang}/{what}" for name in artifacts for lang in langs
+                                                for what in ("logits", "greedy")}
+    for path, data in ((reference, ref), (other, got)):
+        missing = sorted(keys - set(data.files))
+        if missing:
+            raise SmoledgeError(f"{path} has no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: "
+                                "fingerprint the same artifacts on both machines (`--artifact` for each)")
     ids_same = all(np.array_equal(ref[f"ids/{lang}"], got[f"ids/{lang}"]) for lang in langs)
     rows = []
     for name in artifacts:
         same, agree, n, diff, scale, diverge = 0, 0, 0, 0.0, 0.0, {}
         for lang in langs:
             a, b = ref[f"{name}/{lang}/logits"], got[f"{name}/{lang}/logits"]           # (T, V) each
-            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
             n += a.shape[0]
-            diff = max(diff, float(np.abs(a.astype(np.float64) - b).max()))
             scale = max(scale, float(np.abs(a).max()))
+            if a.shape != b.shape:  # other prompt ids or another vocabulary: nothing agrees
+                diff = float("inf")
+            else:
+                agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+                diff = max(diff, float(np.abs(a.astype(np.float64) - b).max()))
             ga, gb = ref[f"{name}/{lang}/greedy"], got[f"{name}/{lang}/greedy"]
             if np.array_equal(ga, gb):
                 same += 1
